@@ -1,0 +1,21 @@
+"""nae-trigger training package: data -> train -> export.
+
+Modules, in the order data flows (a module imports only modules listed before it):
+
+- ``errors``: ``NaeError`` and its subclasses, translated once by the CLI.
+- ``config``: frozen pydantic configuration (data generation, detector, training).
+- ``data.pythia``: Pythia 8 process cards and the event loop -> particle arrays.
+- ``data.detector``: tracker and calorimeter response on particle arrays.
+- ``data.jets``: FastJet clustering, constituents and substructure features.
+- ``data.images``: 40x40 jet images from constituents.
+- ``data.events``: the 19x3 (+ class id) trigger format of ADC2021 from particles.
+- ``data.shards``: the only reader/writer of the HDF5 shard layout (DESIGN.md contract 1b).
+- ``data.generation``: sharded, resumable, multi-process generation.
+- ``data.convert``: public files (top-tagging landscape, ADC2021) -> shards.
+- ``data.report``: summary numbers and a PNG of a shard directory.
+- ``cli``: the ``nae`` command line; imports everything above lazily.
+
+Nothing heavy is imported here: ``nae serve`` must start without torch, Pythia or FastJet.
+"""
+
+__version__ = "0.1.0"

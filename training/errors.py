@@ -1,0 +1,27 @@
+"""Domain errors. Library code raises these; the CLI prints one line and exits non-zero."""
+
+__all__ = ["BadDataFile", "MissingDependency", "NaeError", "require"]
+
+
+class NaeError(Exception):
+    """Base class of every error the ``nae`` command reports as one line."""
+
+
+class BadDataFile(NaeError):
+    """An input file is missing keys, has wrong shapes or holds non-finite values."""
+
+
+class MissingDependency(NaeError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+def require(module: str, extra: str):
+    """Import ``module`` or raise ``MissingDependency`` naming the pip extra that provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependency(
+            f"{module} is not installed: pip install 'nae-trigger[{extra}]'"
+        ) from exc
