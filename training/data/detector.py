@@ -1,0 +1,144 @@
+"""A fast parametric detector response on ``Particles``: tracks and calorimeter towers.
+
+Pure numpy; every function takes the configuration and a ``numpy.random.Generator``. The output
+is a particle-flow-like list per event: charged tracks (PDG id kept, so electrons and muons stay
+identifiable), ECAL towers (``pid`` 22) and HCAL towers (``pid`` 130), each tower massless and
+pointing at its cell centre. Parameters and their sources are in ``DetectorConfig``.
+
+Which particle goes where:
+- charged, |eta| < track_eta_max, pT > track_pt_min, and found (track_efficiency): a track with
+  smeared pT; its calorimeter deposit is taken as subtracted (particle flow);
+- muons: tracks only (they pass the calorimeters); muons outside the tracker are lost;
+- photons, electrons and positrons not tracked: ECAL; every other visible particle not tracked
+  (neutral hadrons, lost or forward charged hadrons): HCAL; nothing beyond calo_eta_max.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.config import DetectorConfig
+from training.data.pythia import Particles, concatenate_particles
+
+__all__ = ["ECAL_TOWER_PID", "HCAL_TOWER_PID", "detector_response", "smear_tracks", "towers"]
+
+ECAL_TOWER_PID = 22
+HCAL_TOWER_PID = 130
+_MUON, _ELECTRON, _PHOTON = 13, 11, 22
+
+
+def detector_response(
+    particles: Particles, config: DetectorConfig, rng: np.random.Generator
+) -> Particles:
+    """Tracks followed by ECAL and HCAL towers, events kept in order."""
+    abs_pid = np.abs(particles.pid)
+    eta = particles.eta
+    in_tracker = (
+        (particles.charge != 0)
+        & (np.abs(eta) < config.track_eta_max)
+        & (particles.pt > config.track_pt_min_gev)
+    )
+    tracked = in_tracker & (rng.random(len(abs_pid)) < config.track_efficiency)
+    # Muons never shower: untracked muons are simply lost.
+    to_calo = ~tracked & (abs_pid != _MUON) & (np.abs(eta) < config.calo_eta_max)
+    em = (abs_pid == _PHOTON) | (abs_pid == _ELECTRON)
+    parts = [
+        smear_tracks(particles.select(tracked), config, rng),
+        towers(
+            particles.select(to_calo & em),
+            cell_eta=config.ecal_cell_eta,
+            cell_phi=config.ecal_cell_phi,
+            eta_max=config.calo_eta_max,
+            stochastic=config.ecal_stochastic,
+            constant=config.ecal_constant,
+            threshold_gev=config.ecal_threshold_gev,
+            pid=ECAL_TOWER_PID,
+            rng=rng,
+        ),
+        towers(
+            particles.select(to_calo & ~em),
+            cell_eta=config.hcal_cell_eta,
+            cell_phi=config.hcal_cell_phi,
+            eta_max=config.calo_eta_max,
+            stochastic=config.hcal_stochastic,
+            constant=config.hcal_constant,
+            threshold_gev=config.hcal_threshold_gev,
+            pid=HCAL_TOWER_PID,
+            rng=rng,
+        ),
+    ]
+    merged = concatenate_particles(parts)
+    # concatenate_particles renumbers events batch after batch; undo that and sort by event.
+    event = np.concatenate([p.event for p in parts])
+    order = np.argsort(event, kind="stable")
+    return Particles(
+        event=event[order],
+        px=merged.px[order],
+        py=merged.py[order],
+        pz=merged.pz[order],
+        e=merged.e[order],
+        pid=merged.pid[order],
+        charge=merged.charge[order],
+        n_events=particles.n_events,
+    )
+
+
+def smear_tracks(tracks: Particles, config: DetectorConfig, rng: np.random.Generator) -> Particles:
+    """Scale each track's 3-momentum by a Gaussian pT resolution; the mass is kept."""
+    pt = tracks.pt
+    sigma = np.hypot(config.track_resolution_constant, config.track_resolution_slope_per_gev * pt)
+    scale = np.clip(1.0 + sigma * rng.standard_normal(len(pt)), 0.0, None)
+    mass2 = np.clip(tracks.e**2 - tracks.px**2 - tracks.py**2 - tracks.pz**2, 0.0, None)
+    px, py, pz = tracks.px * scale, tracks.py * scale, tracks.pz * scale
+    return Particles(
+        event=tracks.event,
+        px=px,
+        py=py,
+        pz=pz,
+        e=np.sqrt(px**2 + py**2 + pz**2 + mass2),
+        pid=tracks.pid,
+        charge=tracks.charge,
+        n_events=tracks.n_events,
+    )
+
+
+def towers(
+    deposits: Particles,
+    *,
+    cell_eta: float,
+    cell_phi: float,
+    eta_max: float,
+    stochastic: float,
+    constant: float,
+    threshold_gev: float,
+    pid: int,
+    rng: np.random.Generator,
+) -> Particles:
+    """Sum energies in eta x phi cells per event, smear, apply the threshold, and return one
+    massless pseudo-particle per surviving cell at the cell centre."""
+    n_eta = int(np.ceil(2 * eta_max / cell_eta))
+    n_phi = int(np.round(2 * np.pi / cell_phi))
+    i_eta = np.clip(((deposits.eta + eta_max) / cell_eta).astype(np.int64), 0, n_eta - 1)
+    i_phi = ((deposits.phi + np.pi) / (2 * np.pi) * n_phi).astype(np.int64) % n_phi
+    key = (deposits.event * n_eta + i_eta) * n_phi + i_phi
+    cells, inverse = np.unique(key, return_inverse=True)
+    energy = np.bincount(inverse, weights=deposits.e, minlength=len(cells))
+    resolution = np.sqrt(stochastic**2 / np.maximum(energy, 1e-9) + constant**2)
+    energy = energy * (1.0 + resolution * rng.standard_normal(len(cells)))
+    keep = energy > threshold_gev
+    cells, energy = cells[keep], energy[keep]
+
+    event = cells // (n_eta * n_phi)
+    eta = -eta_max + (cells // n_phi % n_eta + 0.5) * cell_eta
+    phi = -np.pi + (cells % n_phi + 0.5) * (2 * np.pi / n_phi)
+    pt = energy / np.cosh(eta)
+    return Particles(
+        event=event,
+        px=pt * np.cos(phi),
+        py=pt * np.sin(phi),
+        pz=pt * np.sinh(eta),
+        e=energy,
+        pid=np.full(len(cells), pid, dtype=np.int32),
+        charge=np.zeros(len(cells), dtype=np.float32),
+        n_events=deposits.n_events,
+    )
