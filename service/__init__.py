@@ -13,7 +13,7 @@ Modules (a module imports only modules listed before it; calls flow from HTTP do
 - ``metrics``: every Prometheus metric of contract 4 and the sliding windows.
 - ``batching``: the optional micro-batcher.
 - ``scoring``: the data plane shared by ``/score`` and ``/v2``.
-- ``api.*``: one router per concern.
+- ``api.*``: one router per concern (score, oip, models, metrics, admin) and ``api.deps``.
 - ``app``: ``create_app(settings)``.
 """
 

@@ -4,13 +4,18 @@ prints a summary; heavy imports happen inside the commands so ``nae serve`` need
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import click
 import typer
 
-from training.errors import NaeError
+from training.errors import NaeError, require
+
+if TYPE_CHECKING:
+    from training.config import EventSampleConfig, JetSampleConfig
 
 app = typer.Typer(
     help="Normalized-autoencoder anomaly trigger: generate data, train, export and serve.",
@@ -33,13 +38,259 @@ def _main(
 @app.command()
 def serve(
     models: Annotated[
-        Path, typer.Option("--models", help="Directory of bundles: models/<name>/<version>/.")
-    ] = Path("models"),
+        Path | None,
+        typer.Option(
+            "--models",
+            help="Directory of bundles: models/<name>/<version>/ (default: $NAE_MODELS_DIR "
+            "or ./models).",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to bind.")] = 8000,
 ) -> None:
-    """Start the scoring service (FastAPI + ONNX Runtime) on the bundles under --models."""
-    raise NaeError("the scoring service is not implemented yet")
+    """Start the scoring service (FastAPI + ONNX Runtime) on the bundles under --models.
+
+    Other settings come from NAE_* environment variables (service/settings.py); SIGHUP reloads
+    the bundles."""
+    import logging
+
+    uvicorn = require("uvicorn", "serve")
+    require("onnxruntime", "serve")
+    from service.app import create_app
+    from service.settings import Settings
+
+    settings = Settings(**({"models_dir": models} if models is not None else {}))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    uvicorn.run(create_app(settings, reload_on_sighup=True), host=host, port=port, log_level="info")
+
+
+_JetProcess = Literal["qcd", "top", "dark"]
+_EventProcess = Literal[
+    "w", "z", "tt", "sm", "qcd", "zprime_mumu", "a_4l", "h_tautau", "hplus_taunu"
+]
+_Detector = Literal["default", "none"]
+_SET_HELP = (
+    "Override any setting of the sample config as key=value, repeatable, e.g. "
+    "--set detector.hcal_cell_eta=0.1 --set detector.track_efficiency=0.9 "
+    "(all keys: training/config.py and docs/data.md, 'Detector model')."
+)
+_Seed = Annotated[
+    int,
+    typer.Option(
+        "--seed", help="Run seed; each shard's Pythia seed is derived from it and its index."
+    ),
+]
+_Workers = Annotated[
+    int, typer.Option("--workers", help="Processes generating shards in parallel (one per core).")
+]
+_ShardSize = Annotated[
+    int,
+    typer.Option("--shard-size", help="Rows per shard file; also the unit of resume and workers."),
+]
+_Out = Annotated[
+    Path,
+    typer.Option("--out", help="Output directory; a re-run skips its complete shards (resume)."),
+]
+_DetectorOption = Annotated[
+    _Detector,
+    typer.Option("--detector", help="'default': tracker + calorimeter model; 'none': truth."),
+]
+_Sets = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=_SET_HELP)]
+
+
+@data_app.command("jets")
+def data_jets(
+    process: Annotated[_JetProcess, typer.Option("--process", help="Jet sample to generate.")],
+    n: Annotated[int, typer.Option("--n", help="Number of jets.")],
+    out: _Out,
+    seed: _Seed = 1,
+    workers: _Workers = 1,
+    shard_size: _ShardSize = 10_000,
+    detector: _DetectorOption = "default",
+    pt_power: Annotated[
+        float | None, typer.Option("--pt-power", help="Image pixel intensity ~ pT^P (default 1).")
+    ] = None,
+    r_inv: Annotated[
+        float | None, typer.Option("--r-inv", help="dark: invisible fraction (default 0.3).")
+    ] = None,
+    dark_mass: Annotated[
+        float | None,
+        typer.Option("--dark-mass", help="dark: dark-hadron mass in GeV (default 10)."),
+    ] = None,
+    overrides: _Sets = None,
+) -> None:
+    """Generate jets with Pythia 8 + FastJet into HDF5 shards.
+
+    Anti-kT R=0.8, leading jet pT 550-650 GeV, |eta| < 2 (the top-tagging landscape selection),
+    stored as constituents, 40x40 image, jet 4-vector and substructure features
+    (HDF5 shards <process>_seed<S>_<index>.h5)."""
+    from training.config import DetectorConfig, ImageConfig, JetSampleConfig, with_overrides
+
+    options = {"r_inv": r_inv, "dark_hadron_mass_gev": dark_mass}
+    config = JetSampleConfig(
+        process=process,
+        detector=DetectorConfig() if detector == "default" else None,
+        image=ImageConfig() if pt_power is None else ImageConfig(pt_power=pt_power),
+        **{key: value for key, value in options.items() if value is not None},
+    )
+    _generate("jets", with_overrides(config, overrides or []), n, out, seed, workers, shard_size)
+
+
+@data_app.command("events")
+def data_events(
+    process: Annotated[
+        _EventProcess,
+        typer.Option("--process", help="Background (w, z, tt, sm, qcd) or signal sample."),
+    ],
+    n: Annotated[int, typer.Option("--n", help="Number of events (after the lepton filter).")],
+    out: _Out,
+    seed: _Seed = 1,
+    workers: _Workers = 1,
+    shard_size: _ShardSize = 10_000,
+    detector: _DetectorOption = "default",
+    no_lepton_filter: Annotated[
+        bool,
+        typer.Option("--no-lepton-filter", help="Keep every event, not only those with a lepton."),
+    ] = False,
+    overrides: _Sets = None,
+) -> None:
+    """Generate events in the ADC2021 trigger format into HDF5 shards.
+
+    19 rows (MET, 4 electrons, 4 muons, 10 jets) of pT, eta, phi, class id; by default with a
+    single-lepton pT > 23 GeV filter."""
+    from training.config import DetectorConfig, EventSampleConfig, with_overrides
+
+    config = EventSampleConfig(
+        process=process,
+        detector=DetectorConfig() if detector == "default" else None,
+        **({"lepton_filter_pt_gev": None} if no_lepton_filter else {}),
+    )
+    _generate("events", with_overrides(config, overrides or []), n, out, seed, workers, shard_size)
+
+
+def _generate(
+    kind: Literal["jets", "events"],
+    config: JetSampleConfig | EventSampleConfig,
+    n: int,
+    out: Path,
+    seed: int,
+    workers: int,
+    shard_size: int,
+) -> None:
+    """Generate with one progress bar and print where the shards went."""
+    from training.data.generation import generate_shards
+
+    with _progress_bar(n, f"{config.process} {kind}") as progress:
+        paths = generate_shards(
+            kind,
+            config,
+            n=n,
+            out_dir=out,
+            seed=seed,
+            workers=workers,
+            shard_size=shard_size,
+            progress=progress,
+        )
+    typer.echo(f"{n} {config.process} {kind} in {len(paths)} shards under {out}")
+
+
+@data_app.command("convert")
+def data_convert(
+    file_format: Annotated[
+        Literal["landscape", "adc2021"],
+        typer.Argument(
+            metavar="FORMAT",
+            help="'landscape': top-tagging landscape HDF5 (pandas key 'table', E_i, PX_i, PY_i, "
+            "PZ_i, is_signal_new); 'adc2021': ADC2021 HDF5 (dataset 'Particles', N x 19 x 4).",
+        ),
+    ],
+    in_path: Annotated[Path, typer.Argument(metavar="IN", help="Input HDF5 file.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output directory for shards.")],
+    process: Annotated[
+        str | None,
+        typer.Option("--process", help="Process name stored in the shards (default: FORMAT)."),
+    ] = None,
+    label: Annotated[
+        int, typer.Option("--label", help="adc2021: label of every event (1 for a signal file).")
+    ] = 0,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", help="Rows read at a time; one output shard each.")
+    ] = 10_000,
+) -> None:
+    """Convert a public file (top-tagging landscape, ADC2021) into shards.
+
+    Images and features are computed for landscape jets; large files are streamed chunk by chunk."""
+    from training.data.convert import convert_adc2021, convert_landscape
+
+    with _progress_bar(None, f"converting {in_path.name}") as progress:
+        if file_format == "landscape":
+            if label:
+                raise NaeError("--label is for adc2021; landscape files carry is_signal_new")
+            paths = convert_landscape(
+                in_path,
+                out,
+                process=process or file_format,
+                chunk_size=chunk_size,
+                progress=progress,
+            )
+        else:
+            paths = convert_adc2021(
+                in_path,
+                out,
+                process=process or file_format,
+                label=label,
+                chunk_size=chunk_size,
+                progress=progress,
+            )
+    typer.echo(f"{in_path} -> {len(paths)} shards under {out}")
+
+
+@data_app.command("report")
+def data_report(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Directory of shards.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="PNG to write (default DIR/report.png).")
+    ] = None,
+) -> None:
+    """Summarise a shard directory as tables and a PNG of histograms.
+
+    Sample size, cross section and distributions (jets: mass, soft-drop mass, tau32, image
+    occupancy; events: MET, leading-lepton pT, object multiplicities); the PNG holds the
+    histograms."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from training.data.report import make_report
+
+    report = make_report(directory, png_path=out)
+    console = Console()
+    for title, (header, rows) in (
+        (f"{report.directory} ({report.kind})", report.sample_rows()),
+        ("distributions", report.distribution_rows()),
+    ):
+        table = Table(*header, title=title)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    typer.echo(f"histograms saved to {report.png_path}")
+
+
+@contextmanager
+def _progress_bar(total: int | None, description: str) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stdout; yields the ``progress(k)`` callback the library takes."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(TextColumn("{task.description}"), *columns) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda k: bar.advance(task, k)
 
 
 def main() -> None:

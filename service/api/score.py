@@ -1,0 +1,96 @@
+"""``POST /score``: the product's endpoint (DESIGN.md contract 3).
+
+Bodies: JSON ``{"model": NAME, "inputs": [...]}``, ``application/x-npy``, or raw little-endian
+float32 (``application/octet-stream``) with ``X-Shape: N,d1,...``; binary bodies name the bundle
+with ``?model=NAME``. The answer is JSON ``{"model", "version", "scores", "triggers"}``, or the
+scores as ``.npy`` when ``Accept`` asks for ``application/x-npy`` (bundle and version then travel
+in the ``X-Model`` and ``X-Model-Version`` headers).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from service.api.deps import Body, ScorerDep
+from service.codecs import (
+    NPY_MEDIA_TYPE,
+    RAW_MEDIA_TYPE,
+    SHAPE_HEADER,
+    array_from_json,
+    array_from_npy,
+    array_from_raw,
+    json_bytes,
+    json_from_body,
+    npy_bytes,
+)
+from service.errors import BadInput
+from service.schemas import ScoreRequest, ScoreResponse
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["score"])
+
+_REQUEST_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ScoreRequest.model_json_schema()},
+            NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+            RAW_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/score",
+    openapi_extra=_REQUEST_BODY_DOC,
+    responses={
+        200: {
+            "model": ScoreResponse,
+            "content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def score(
+    request: Request,
+    scorer: ScorerDep,
+    body: Body,
+    model: Annotated[str | None, Query(description="Bundle name (binary bodies).")] = None,
+) -> Response:
+    """Score a batch of events; see the module docstring for the body formats."""
+    media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if media_type == NPY_MEDIA_TYPE:
+        bundle_model = scorer.resolve(model)
+        x = array_from_npy(body)
+    elif media_type == RAW_MEDIA_TYPE:
+        bundle_model = scorer.resolve(model)
+        x = array_from_raw(body, request.headers.get(SHAPE_HEADER))
+    elif media_type == "application/json":
+        payload = json_from_body(body)
+        if not isinstance(payload, dict) or "inputs" not in payload:
+            raise BadInput('JSON body must be an object {"model": NAME, "inputs": [[...], ...]}')
+        bundle_model = scorer.resolve(payload.get("model") or model)
+        x = array_from_json(payload["inputs"])
+    else:
+        raise BadInput(
+            f"unsupported Content-Type {media_type!r}: send application/json, "
+            f"{NPY_MEDIA_TYPE} or {RAW_MEDIA_TYPE} with X-Shape",
+            status=415,
+        )
+    result = await scorer.score(bundle_model, x)
+    if NPY_MEDIA_TYPE in request.headers.get("accept", ""):
+        return Response(
+            npy_bytes(result.scores),
+            media_type=NPY_MEDIA_TYPE,
+            headers={"X-Model": result.model.name, "X-Model-Version": str(result.model.version)},
+        )
+    content = {
+        "model": result.model.name,
+        "version": result.model.version,
+        "scores": result.scores,
+        "triggers": result.triggers,
+    }
+    return Response(json_bytes(content), media_type="application/json")

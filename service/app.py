@@ -1,0 +1,153 @@
+"""``create_app(settings)``: the FastAPI application.
+
+The lifespan loads the bundles (in a worker thread; ``/v2/health/ready`` answers 503 until
+then). Errors are translated once: ``ServiceError`` keeps its status, FastAPI's validation and
+routing errors keep theirs, anything else is a 500; the body is always ``{"error": message}``.
+A pure ASGI middleware counts every request by route template and status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import __version__
+from service.api import admin, metrics, models, oip, score
+from service.codecs import json_bytes
+from service.errors import ServiceError, Unauthorized
+from service.metrics import Metrics
+from service.registry import ModelRegistry
+from service.scoring import Scorer
+from service.settings import Settings
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, reload_on_sighup: bool = False) -> FastAPI:
+    """The service on ``settings``. ``reload_on_sighup`` (set by ``nae serve``, which owns the
+    main thread's event loop) reloads the bundles on SIGHUP."""
+    scorer = _scorer(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(scorer.load_bundles)
+        if reload_on_sighup:
+            _install_sighup(scorer)
+        try:
+            yield
+        finally:
+            if reload_on_sighup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+
+    app = FastAPI(
+        title="nae-trigger",
+        version=__version__,
+        summary="Anomaly-trigger scores for LHC events and jets (ONNX Runtime).",
+        lifespan=lifespan,
+    )
+    app.state.scorer = scorer
+    for router in (score.router, oip.router, models.router, metrics.router, admin.router):
+        app.include_router(router)
+    _install_error_handlers(app)
+    app.add_middleware(_RequestMetrics, metrics=scorer.metrics)
+    return app
+
+
+def _scorer(settings: Settings) -> Scorer:
+    registry = ModelRegistry(
+        settings.models_dir,
+        default_model=settings.default_model,
+        intra_op_threads=settings.ort_intra_op_threads,
+    )
+    collectors = CollectorRegistry()
+    ProcessCollector(registry=collectors)
+    GCCollector(registry=collectors)
+    metrics_ = Metrics(
+        collectors,
+        window_seconds=settings.trigger_window_seconds,
+        reference_rate_hz=settings.reference_rate_hz,
+    )
+    return Scorer(registry, metrics_, settings)
+
+
+def _install_sighup(scorer: Scorer) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def reload() -> None:
+        try:
+            report = await anyio.to_thread.run_sync(scorer.load_bundles)
+        except ServiceError as exc:
+            logger.error("SIGHUP reload failed: %s", exc.message)
+            return
+        logger.info("SIGHUP reload: loaded %s, kept %s", report.loaded, report.kept)
+
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
+
+
+def _error(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(json_bytes({"error": message}), status, headers, media_type="application/json")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> Response:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        return _error(exc.message, exc.status, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in exc.errors()
+        )
+        return _error(f"invalid request: {problems}", 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return _error(str(exc.detail), exc.status_code, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(f"internal error: {type(exc).__name__}", 500)
+
+
+class _RequestMetrics:
+    """Counts requests and their duration by route template (bounded label values) and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", "unmatched")
+            self.metrics.record_request(endpoint, status, time.perf_counter() - start)

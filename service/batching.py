@@ -1,0 +1,93 @@
+"""``MicroBatcher``: merges concurrent small requests for one model into one ONNX Runtime call.
+
+Many clients sending single events pay the per-call overhead of ONNX Runtime (and a thread hop)
+once per event; merged, they pay it once per batch. A request waits at most
+``max_queue_delay_us`` for others to join, and a batch never exceeds ``max_batch_size`` events.
+Requests that alone reach that size skip the queue.
+
+The drain task runs only while requests are queued and exits when the queue is empty, so a
+batcher needs no shutdown and is dropped together with its model after a reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import anyio.to_thread
+import numpy as np
+
+__all__ = ["MicroBatcher"]
+
+
+class MicroBatcher:
+    """Queue of ``(events, future)``; ``run`` scores a merged batch ``(N, ...) -> (N,)``."""
+
+    def __init__(
+        self,
+        run: Callable[[np.ndarray], np.ndarray],
+        *,
+        max_batch_size: int,
+        max_queue_delay_us: int,
+        on_queue_depth: Callable[[int], None] = lambda depth: None,
+    ) -> None:
+        self._run = run
+        self._max_batch_size = max_batch_size
+        self._max_delay_seconds = max_queue_delay_us * 1e-6
+        self._on_queue_depth = on_queue_depth
+        self._pending: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
+        self._pending_events = 0
+        self._full = asyncio.Event()
+        self._drain_task: asyncio.Task[None] | None = None
+
+    async def score(self, x: np.ndarray) -> np.ndarray:
+        """Scores of ``x`` ``(N,)``, computed together with whatever else is queued."""
+        if len(x) >= self._max_batch_size:
+            return await anyio.to_thread.run_sync(self._run, x)
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._pending.append((x, future))
+        self._pending_events += len(x)
+        self._on_queue_depth(len(self._pending))
+        if self._pending_events >= self._max_batch_size:
+            self._full.set()
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            if self._pending_events < self._max_batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self._max_delay_seconds)
+            batch = self._take()
+            await self._run_batch(batch)
+
+    def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
+        """Pop whole requests from the front until the next would overflow the batch."""
+        n_taken, size = 0, 0
+        for x, _ in self._pending:
+            if n_taken and size + len(x) > self._max_batch_size:
+                break
+            n_taken, size = n_taken + 1, size + len(x)
+        batch, self._pending = self._pending[:n_taken], self._pending[n_taken:]
+        self._pending_events -= size
+        if self._pending_events < self._max_batch_size:
+            self._full.clear()
+        self._on_queue_depth(len(self._pending))
+        return batch
+
+    async def _run_batch(self, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
+        arrays = [x for x, _ in batch]
+        merged = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        try:
+            scores = await anyio.to_thread.run_sync(self._run, merged)
+        except Exception as exc:  # every waiting request gets the failure, the drain goes on
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        offsets = np.cumsum([len(x) for x in arrays])[:-1]
+        for (_, future), part in zip(batch, np.split(scores, offsets), strict=True):
+            if not future.done():  # a disconnected client's request was cancelled
+                future.set_result(part)

@@ -1,0 +1,165 @@
+"""``ModelRegistry``: every bundle version under the models directory, swapped atomically.
+
+The loaded set is one immutable ``ModelSet``; a request reads the reference once and keeps its
+``OnnxModel`` (and session) alive until it is done, so a reload never fails an in-flight request.
+A reload builds a complete new set off to the side and then replaces the reference in one
+assignment. A bundle that is refused on reload but was served before keeps being served
+(contract 2: "keeps serving what it had").
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from service.bundle import BUNDLE_FILE, InvalidBundle, load_bundle
+from service.errors import ModelNotFound, ReloadFailed
+from service.runtime import OnnxModel
+
+__all__ = ["LoadReport", "ModelRegistry", "ModelSet"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """An immutable snapshot: bundle name -> version -> model."""
+
+    versions: dict[str, dict[int, OnnxModel]] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[OnnxModel]:
+        for by_version in self.versions.values():
+            yield from by_version.values()
+
+    def __len__(self) -> int:
+        return sum(len(by_version) for by_version in self.versions.values())
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a (re)load did: ``loaded`` and ``kept`` are ``name/version``; ``refused`` maps a
+    bundle directory to the one-line reason."""
+
+    loaded: list[str]
+    kept: list[str]
+    refused: dict[str, str]
+
+
+class ModelRegistry:
+    """Loads bundles from ``models_dir`` and resolves ``(name, version)`` to an ``OnnxModel``."""
+
+    def __init__(
+        self, models_dir: Path, *, default_model: str | None = None, intra_op_threads: int = 1
+    ) -> None:
+        self.models_dir = Path(models_dir)
+        self.default_model = default_model
+        self._intra_op_threads = intra_op_threads
+        self._models = ModelSet()
+        self._reload_lock = threading.Lock()
+        self.ready = False
+
+    @property
+    def models(self) -> ModelSet:
+        """The current snapshot; read it once per request."""
+        return self._models
+
+    def load(self) -> LoadReport:
+        """(Re)load every bundle and swap the set in. A missing models directory is an empty
+        set at start-up, but on a reload it keeps the old set (``ReloadFailed``)."""
+        with self._reload_lock:
+            if not self.models_dir.is_dir() and self.ready:
+                raise ReloadFailed(
+                    f"models directory {self.models_dir} is missing; "
+                    f"still serving the {len(self._models)} loaded bundles"
+                )
+            old = self._models
+            versions, refused = self._scan()
+            kept = []
+            for model in old:
+                served = versions.get(model.name, {})
+                if model.version not in served and _still_on_disk(self.models_dir, model):
+                    served[model.version] = model
+                    versions[model.name] = served
+                    kept.append(f"{model.name}/{model.version}")
+            self._models = ModelSet(versions)
+            self.ready = True
+        loaded = [
+            f"{m.name}/{m.version}" for m in self._models if f"{m.name}/{m.version}" not in kept
+        ]
+        logger.info(
+            "bundles: %d loaded, %d kept from before, %d refused",
+            len(loaded),
+            len(kept),
+            len(refused),
+        )
+        return LoadReport(loaded=sorted(loaded), kept=sorted(kept), refused=refused)
+
+    def resolve(self, name: str | None, version: int | None = None) -> OnnxModel:
+        """The model for ``name`` (default bundle when None) at ``version`` (highest when None)."""
+        models = self._models
+        name = name or self._default_name(models)
+        by_version = models.versions.get(name)
+        if by_version is None:
+            raise ModelNotFound(f"no bundle named {name!r}; loaded: {_names(models)}")
+        if version is None:
+            return by_version[max(by_version)]
+        model = by_version.get(version)
+        if model is None:
+            raise ModelNotFound(
+                f"bundle {name!r} has no version {version}; loaded versions: {sorted(by_version)}"
+            )
+        return model
+
+    def _default_name(self, models: ModelSet) -> str:
+        if self.default_model:
+            return self.default_model
+        if len(models.versions) == 1:
+            return next(iter(models.versions))
+        if not models.versions:
+            raise ModelNotFound(
+                f"no bundle is loaded from {self.models_dir}: ship one "
+                "(nae export RUN --out models/NAME/VERSION) and reload"
+            )
+        raise ModelNotFound(f"name a model: several bundles are loaded: {_names(models)}")
+
+    def _scan(self) -> tuple[dict[str, dict[int, OnnxModel]], dict[str, str]]:
+        versions: dict[str, dict[int, OnnxModel]] = {}
+        refused: dict[str, str] = {}
+        for directory in _bundle_directories(self.models_dir):
+            try:
+                model = self._load_one(directory)
+            except InvalidBundle as exc:
+                logger.error("refusing bundle %s", exc)
+                refused[str(directory)] = str(exc)
+                continue
+            versions.setdefault(model.name, {})[model.version] = model
+        return versions, refused
+
+    def _load_one(self, directory: Path) -> OnnxModel:
+        bundle = load_bundle(directory)
+        if (directory.parent.name, directory.name) != (bundle.name, str(bundle.version)):
+            raise InvalidBundle(
+                f"{directory}: bundle.json says {bundle.name}/{bundle.version}; "
+                f"move it to {bundle.name}/{bundle.version}/"
+            )
+        return OnnxModel(bundle, directory, intra_op_threads=self._intra_op_threads)
+
+
+def _bundle_directories(models_dir: Path) -> list[Path]:
+    """Every ``<name>/<version>/`` holding a bundle.json, in a stable order."""
+    if not models_dir.is_dir():
+        return []
+    return sorted(path.parent for path in models_dir.glob(f"*/*/{BUNDLE_FILE}"))
+
+
+def _still_on_disk(models_dir: Path, model: OnnxModel) -> bool:
+    """A served bundle refused on reload is kept only while its directory still exists; a
+    deleted bundle is unloaded."""
+    return (models_dir / model.name / str(model.version) / BUNDLE_FILE).is_file()
+
+
+def _names(models: ModelSet) -> list[str]:
+    return sorted(models.versions)

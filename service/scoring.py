@@ -1,0 +1,92 @@
+"""The data plane shared by ``/score`` and ``/v2``: resolve the bundle -> validate the batch ->
+run ONNX Runtime (inline, in the threadpool, or through the micro-batcher) -> count -> return
+arrays. HTTP formats stay in ``api``; this layer sees only numpy arrays.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from dataclasses import dataclass
+
+import anyio.to_thread
+import numpy as np
+
+from service.batching import MicroBatcher
+from service.codecs import check_batch
+from service.metrics import Metrics
+from service.registry import LoadReport, ModelRegistry
+from service.runtime import OnnxModel
+from service.settings import Settings
+
+__all__ = ["ScoreResult", "Scorer"]
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Scores ``(N,)`` float32 and, per working point, triggers ``(N,)`` bool."""
+
+    model: OnnxModel
+    scores: np.ndarray
+    triggers: dict[str, np.ndarray]
+
+
+class Scorer:
+    """Scores batches on the registry's models and keeps the metrics in step."""
+
+    def __init__(self, registry: ModelRegistry, metrics: Metrics, settings: Settings) -> None:
+        self.registry = registry
+        self.metrics = metrics
+        self.settings = settings
+        # One batcher per loaded model, dropped with the model when a reload replaces it.
+        self._batchers: weakref.WeakKeyDictionary[OnnxModel, MicroBatcher] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def load_bundles(self) -> LoadReport:
+        """(Re)load the registry and publish the new set in ``nae_model_info``. Blocking: call
+        it from a worker thread."""
+        report = self.registry.load()
+        self.metrics.describe_bundles(self.registry.models)
+        return report
+
+    def resolve(self, name: str | None, version: int | None = None) -> OnnxModel:
+        """The model a request names (``ModelNotFound`` otherwise)."""
+        return self.registry.resolve(name, version)
+
+    async def score(self, model: OnnxModel, x: np.ndarray) -> ScoreResult:
+        """Validate ``x`` ``(N, *input_shape)`` for ``model``, score it, count it. Nothing is
+        counted unless the whole batch was scored."""
+        x = check_batch(x, model.input_shape, max_batch_size=self.settings.max_batch_size)
+        scores = await self._run(model, x)
+        triggers = model.triggers(scores)
+        self.metrics.record_scores(model, scores, triggers)
+        return ScoreResult(model=model, scores=scores, triggers=triggers)
+
+    async def _run(self, model: OnnxModel, x: np.ndarray) -> np.ndarray:
+        if self.settings.batching_enabled:
+            return await self._batcher(model).score(x)
+        if len(x) <= self.settings.inline_max_events:
+            return self._timed_score(model, x)
+        return await anyio.to_thread.run_sync(self._timed_score, model, x)
+
+    def _timed_score(self, model: OnnxModel, x: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        scores = model.score(x)
+        self.metrics.record_inference(model.name, len(x), time.perf_counter() - start)
+        return scores
+
+    def _batcher(self, model: OnnxModel) -> MicroBatcher:
+        batcher = self._batchers.get(model)
+        if batcher is None:
+            depth = self.metrics.batch_queue_depth.labels(model.name)
+            # A weak reference: a strong one from the value would keep the key alive forever.
+            model_ref = weakref.ref(model)
+            batcher = MicroBatcher(
+                lambda x: self._timed_score(model_ref(), x),
+                max_batch_size=self.settings.batching_max_batch_size,
+                max_queue_delay_us=self.settings.batching_max_queue_delay_us,
+                on_queue_depth=depth.set,
+            )
+            self._batchers[model] = batcher
+        return batcher

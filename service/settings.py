@@ -1,0 +1,63 @@
+"""Service configuration: one ``Settings`` object read from ``NAE_*`` environment variables.
+
+It is built once (by ``nae serve`` or a test calling ``Settings(models_dir=tmp_path)``) and passed
+down to ``create_app``; nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, PositiveInt, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["REFERENCE_RATE_HZ", "Settings"]
+
+# LHC: 2544 colliding bunch pairs x 11245.6 Hz revolution frequency (the ADC2021 convention).
+REFERENCE_RATE_HZ = 2544 * 11245.6
+
+
+class Settings(BaseSettings):
+    """Everything an operator may tune, one ``NAE_<FIELD>`` environment variable each."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NAE_", frozen=True, use_attribute_docstrings=True, extra="ignore"
+    )
+
+    models_dir: Path = Path("models")
+    """Directory of bundles, laid out as ``<name>/<version>/bundle.json``; may be empty."""
+
+    default_model: str | None = None
+    """Bundle name used when a request names none; unset means "the only loaded name"."""
+
+    reference_rate_hz: float = Field(REFERENCE_RATE_HZ, gt=0)
+    """Input event rate [Hz] this deployment sees; ``nae_trigger_rate_hz`` = fraction x this."""
+
+    max_body_bytes: PositiveInt = 64 * 1024 * 1024
+    """Largest request body accepted; larger bodies get 413 before they are read."""
+
+    max_batch_size: PositiveInt = 65_536
+    """Most events one request may carry."""
+
+    ort_intra_op_threads: PositiveInt = 1
+    """ONNX Runtime intra-op threads per session (1: one worker per core scales best)."""
+
+    inline_max_events: int = Field(256, ge=0)
+    """Requests up to this many events run ONNX Runtime on the event loop: for tiny batches the
+    thread hop costs more than the inference. Larger ones go to the threadpool so a long
+    inference never stalls health checks and scrapes."""
+
+    trigger_window_seconds: float = Field(60.0, gt=0)
+    """Sliding window of the ``nae_trigger_fraction`` and ``nae_trigger_rate_hz`` gauges [s]."""
+
+    admin_token: SecretStr | None = None
+    """Bearer token for ``POST /admin/reload``; unset disables the admin endpoints (403)."""
+
+    batching_enabled: bool = False
+    """Merge concurrent requests for the same bundle into one ONNX Runtime call."""
+
+    batching_max_batch_size: PositiveInt = 512
+    """Most events one merged ONNX Runtime call carries."""
+
+    batching_max_queue_delay_us: int = Field(500, ge=0)
+    """Longest a request waits for others to join its batch [microseconds]."""

@@ -1,0 +1,163 @@
+"""Session fixtures shared by the test tree.
+
+Service tests need no torch: ``bundle_factory`` writes real bundles whose ``model.onnx`` is a tiny
+real ONNX graph built with ``onnx.helper``, score = sum over features of (x - mu)^2, through the
+same ``service.bundle.write_bundle`` the training side uses. ``live_server`` runs the real app
+under uvicorn on a free loopback port, for clients that need a socket (tritonclient,
+Prometheus).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EVENT_SHAPE = (19, 4)
+IMAGE_SHAPE = (40, 40)
+EVENT_BUNDLE = "events-test-ae"
+IMAGE_BUNDLE = "jets-test-image-nae"
+
+
+def reference_scores(x: np.ndarray, mu: float = 0.0) -> np.ndarray:
+    """What the test graph computes, in numpy: sum over all non-batch axes of (x - mu)^2."""
+    return ((x.astype(np.float64) - mu) ** 2).reshape(len(x), -1).sum(axis=1)
+
+
+def write_test_onnx(path: Path, input_shape: Sequence[int], *, mu: float = 0.0) -> None:
+    """A real ONNX graph ``x [batch, *input_shape] -> score [batch]`` = sum (x - mu)^2."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    axes = list(range(1, len(input_shape) + 1))
+    graph = helper.make_graph(
+        [
+            helper.make_node("Sub", ["x", "mu"], ["centred"]),
+            helper.make_node("Mul", ["centred", "centred"], ["squared"]),
+            helper.make_node("ReduceSum", ["squared", "axes"], ["score"], keepdims=0),
+        ],
+        "sum_of_squares",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", *input_shape])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])],
+        initializer=[
+            helper.make_tensor("mu", TensorProto.FLOAT, [], [mu]),
+            helper.make_tensor("axes", TensorProto.INT64, [len(axes)], axes),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+
+
+def make_bundle(
+    models_dir: Path,
+    name: str,
+    version: int,
+    input_shape: Sequence[int],
+    thresholds: Mapping[str, float] | None = None,
+    *,
+    kind: str = "event",
+    mu: float = 0.0,
+) -> Path:
+    """Write ``models_dir/name/version/`` with a test graph and a contract-2 bundle.json; returns
+    the bundle directory. ``thresholds`` maps working point name -> threshold."""
+    from service.bundle import MODEL_FILE, Bundle, digest_files, write_bundle
+
+    if thresholds is None:
+        n_features = int(np.prod(input_shape))
+        thresholds = {"eff_1e-1": n_features * 1.2, "eff_1e-2": n_features * 1.5}
+    directory = Path(models_dir) / name / str(version)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_test_onnx(directory / MODEL_FILE, input_shape, mu=mu)
+    rate_hz = 2544 * 11245.6
+    working_points = [
+        {
+            "name": wp_name,
+            "target_background_efficiency": 0.1 / 10**i,
+            "threshold": threshold,
+            "background_efficiency": 0.1 / 10**i,
+            "background_efficiency_ci95": [0.09 / 10**i, 0.11 / 10**i],
+            "n_background": 10_000,
+            "expected_rate_hz": rate_hz * 0.1 / 10**i,
+        }
+        for i, (wp_name, threshold) in enumerate(thresholds.items())
+    ]
+    bundle = Bundle(
+        schema_version=1,
+        name=name,
+        version=version,
+        kind=kind,
+        input={"name": "x", "shape": list(input_shape), "dtype": "float32", "features": []},
+        output={"name": "score"},
+        files=digest_files(directory, [MODEL_FILE]),
+        reference_rate_hz=rate_hz,
+        working_points=working_points,
+        metrics={"test-signal": {"auc": 0.5}},
+    )
+    write_bundle(directory, bundle)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def bundle_factory() -> Callable[..., Path]:
+    """``bundle_factory(models_dir, name, version, input_shape, thresholds=None, *, kind, mu)``
+    writes one real bundle and returns its directory."""
+    return make_bundle
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only models directory: ``events-test-ae/1`` (input [19, 4]) and
+    ``jets-test-image-nae/1`` (input [40, 40]). Copy it, or use ``bundle_factory`` on a
+    ``tmp_path``, before changing anything."""
+    directory = tmp_path_factory.mktemp("models")
+    make_bundle(directory, EVENT_BUNDLE, 1, EVENT_SHAPE)
+    make_bundle(directory, IMAGE_BUNDLE, 1, IMAGE_SHAPE, kind="jet-image")
+    return directory
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def _running_server(app: object) -> Iterator[str]:
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Callable[..., AbstractContextManager[str]]:
+    """``with live_server(settings) as address:`` runs ``create_app(settings)`` under uvicorn in a
+    thread and yields ``"127.0.0.1:PORT"``; the server stops when the block ends."""
+    from service.app import create_app
+
+    def serve(settings: object) -> AbstractContextManager[str]:
+        return _running_server(create_app(settings))
+
+    return serve

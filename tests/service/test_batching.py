@@ -1,0 +1,63 @@
+"""``MicroBatcher``: merged calls give the same scores as unbatched ones."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from service.batching import MicroBatcher
+
+
+def _score(x: np.ndarray) -> np.ndarray:
+    return (x.astype(np.float64) ** 2).reshape(len(x), -1).sum(axis=1).astype(np.float32)
+
+
+class Recorder:
+    """The scoring function, recording the batch size of every call."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.sizes: list[int] = []
+        self.fail = fail
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.sizes.append(len(x))
+        if self.fail:
+            raise RuntimeError("onnxruntime exploded")
+        return _score(x)
+
+
+async def _score_all(batcher: MicroBatcher, requests: list[np.ndarray]) -> list[np.ndarray]:
+    return await asyncio.gather(*(batcher.score(x) for x in requests))
+
+
+def test_concurrent_requests_are_merged_and_get_their_own_scores() -> None:
+    rng = np.random.default_rng(3)
+    requests = [rng.normal(size=(int(n), 19, 4)).astype(np.float32) for n in rng.integers(1, 5, 40)]
+    recorder, depths = Recorder(), []
+    batcher = MicroBatcher(
+        recorder, max_batch_size=32, max_queue_delay_us=20_000, on_queue_depth=depths.append
+    )
+    results = asyncio.run(_score_all(batcher, requests))
+    for x, scores in zip(requests, results, strict=True):
+        np.testing.assert_array_equal(scores, _score(x))
+    assert sum(recorder.sizes) == sum(len(x) for x in requests)
+    assert max(recorder.sizes) <= 32
+    assert len(recorder.sizes) < len(requests)  # merging happened
+    assert max(depths) > 1 and depths[-1] == 0
+
+
+def test_a_request_as_large_as_a_batch_skips_the_queue() -> None:
+    recorder = Recorder()
+    batcher = MicroBatcher(recorder, max_batch_size=8, max_queue_delay_us=1_000_000)
+    x = np.ones((8, 19, 4), np.float32)
+    np.testing.assert_array_equal(asyncio.run(batcher.score(x)), _score(x))
+    assert recorder.sizes == [8]
+
+
+def test_a_failing_batch_fails_each_of_its_requests() -> None:
+    batcher = MicroBatcher(Recorder(fail=True), max_batch_size=8, max_queue_delay_us=1000)
+    requests = [np.ones((1, 19, 4), np.float32)] * 3
+    with pytest.raises(RuntimeError, match="exploded"):
+        asyncio.run(_score_all(batcher, requests))

@@ -1,0 +1,154 @@
+"""Bytes <-> arrays and the checks that keep bad input out."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import orjson
+import pytest
+
+from service.codecs import (
+    array_from_json,
+    array_from_npy,
+    array_from_raw,
+    binary_body_from_parts,
+    check_batch,
+    json_bytes,
+    json_from_body,
+    npy_bytes,
+    split_binary_body,
+    tensor_from_binary,
+    tensor_from_json,
+)
+from service.errors import BadInput, PayloadTooLarge
+
+SHAPE = (19, 4)
+
+
+def _events(n: int = 5) -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(n, *SHAPE)).astype(np.float32)
+
+
+def test_json_arrays_become_float32() -> None:
+    x = _events()
+    decoded = array_from_json(orjson.loads(json_bytes(x)))
+    assert decoded.dtype == np.float32
+    np.testing.assert_array_equal(decoded, x)
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ([[1.0, 2.0], [3.0]], "ragged"),
+        ([["1.0", "2.0"]], "only numbers .*strings"),
+        ([[True, False]], "only numbers .*booleans"),
+        ([[1.0, None]], "only numbers"),
+        ({"x": 1}, "must be a JSON array"),
+    ],
+)
+def test_json_that_is_not_a_numeric_array_is_refused(values: object, problem: str) -> None:
+    with pytest.raises(BadInput, match=problem):
+        array_from_json(values)
+
+
+def test_malformed_json_names_the_problem() -> None:
+    with pytest.raises(BadInput, match="malformed JSON"):
+        json_from_body(b'{"inputs": [1, 2')
+
+
+def test_npy_round_trips_without_copying_c_order_data() -> None:
+    x = _events()
+    decoded = array_from_npy(npy_bytes(x))
+    np.testing.assert_array_equal(decoded, x)
+    assert not decoded.flags.owndata  # a view on the body
+
+
+def test_npy_in_fortran_order_and_big_endian_is_understood() -> None:
+    x = _events()
+    stream = io.BytesIO()
+    np.save(stream, np.asfortranarray(x.astype(">f4")))
+    np.testing.assert_array_equal(array_from_npy(stream.getvalue()), x)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (npy_bytes(np.zeros((2, 19, 4))), "dtype float64; send float32"),
+        (npy_bytes(np.zeros((2, 19, 4), np.float32))[:-4], "body holds"),
+        (b"not an npy file at all", "not a valid .npy"),
+    ],
+)
+def test_bad_npy_is_refused(body: bytes, problem: str) -> None:
+    with pytest.raises(BadInput, match=problem):
+        array_from_npy(body)
+
+
+def test_raw_float32_needs_a_matching_shape_header() -> None:
+    x = _events(3)
+    np.testing.assert_array_equal(array_from_raw(x.tobytes(), "3,19,4"), x)
+    with pytest.raises(BadInput, match="X-Shape"):
+        array_from_raw(x.tobytes(), None)
+    with pytest.raises(BadInput, match="needs 1216 bytes"):
+        array_from_raw(x.tobytes(), "4,19,4")
+    with pytest.raises(BadInput, match="comma-separated integers"):
+        array_from_raw(x.tobytes(), "3x19x4")
+
+
+def test_check_batch_accepts_a_good_batch() -> None:
+    x = _events()
+    assert check_batch(x, SHAPE, max_batch_size=5) is x
+
+
+@pytest.mark.parametrize(
+    ("x", "problem"),
+    [
+        (np.zeros((2, 19, 3), np.float32), r"shape \[2, 19, 3\]; this model takes \[N, 19, 4\]"),
+        (np.zeros((19, 4), np.float32), "without the batch axis"),
+        (np.zeros((0, 19, 4), np.float32), "empty batch"),
+        (np.zeros((0,), np.float32), "empty batch"),
+    ],
+)
+def test_check_batch_refuses_shapes(x: np.ndarray, problem: str) -> None:
+    with pytest.raises(BadInput, match=problem):
+        check_batch(x, SHAPE, max_batch_size=100)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_check_batch_names_the_first_non_finite_event(bad: float) -> None:
+    x = _events(10)
+    x[7, 3, 1] = bad
+    x[9, 0, 0] = bad
+    with pytest.raises(BadInput, match="first in event 7"):
+        check_batch(x, SHAPE, max_batch_size=100)
+
+
+def test_check_batch_enforces_the_batch_limit() -> None:
+    with pytest.raises(PayloadTooLarge, match="6 events exceeds the limit of 5"):
+        check_batch(_events(6), SHAPE, max_batch_size=5)
+
+
+def test_triton_binary_bodies_split_and_decode() -> None:
+    x = _events(2)
+    body, header_length = binary_body_from_parts({"inputs": []}, [x.tobytes()])
+    header, binary = split_binary_body(body, str(header_length))
+    assert header == {"inputs": []}
+    np.testing.assert_array_equal(tensor_from_binary("x", [2, 19, 4], "FP32", binary), x)
+    with pytest.raises(BadInput, match="datatype FP64; this model takes FP32"):
+        tensor_from_binary("x", [2, 19, 4], "FP64", binary)
+    with pytest.raises(BadInput, match="does not fit"):
+        split_binary_body(body, str(len(body) + 1))
+    with pytest.raises(BadInput, match="needs 608 bytes"):
+        tensor_from_binary("x", [2, 19, 4], "FP32", binary[:-8])
+
+
+def test_json_tensors_accept_flat_and_nested_data() -> None:
+    x = _events(2)
+    flat = tensor_from_json("x", [2, 19, 4], "FP32", x.ravel().tolist())
+    nested = tensor_from_json("x", [2, 19, 4], "FP32", x.tolist())
+    np.testing.assert_array_equal(flat, x)
+    np.testing.assert_array_equal(nested, x)
+    with pytest.raises(BadInput, match="do not fill shape"):
+        tensor_from_json("x", [3, 19, 4], "FP32", x.ravel().tolist())
+    with pytest.raises(BadInput, match="neither data nor"):
+        tensor_from_json("x", [2, 19, 4], "FP32", None)

@@ -1,0 +1,135 @@
+"""``ModelRegistry``: every version loads, bad bundles are refused alone, reloads are atomic."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from service.errors import ModelNotFound, ReloadFailed
+from service.registry import ModelRegistry
+
+
+def test_loads_every_version_and_defaults_to_the_highest(
+    tmp_path: Path, bundle_factory: Callable[..., Path]
+) -> None:
+    for version in (1, 3, 2):
+        bundle_factory(tmp_path, "ev", version, (19, 4))
+    registry = ModelRegistry(tmp_path)
+    assert not registry.ready
+    report = registry.load()
+    assert registry.ready
+    assert report.loaded == ["ev/1", "ev/2", "ev/3"] and report.refused == {}
+    assert registry.resolve("ev").version == 3
+    assert registry.resolve(None).version == 3  # the only name is the default
+    assert registry.resolve("ev", 2).version == 2
+    with pytest.raises(ModelNotFound, match="no version 7"):
+        registry.resolve("ev", 7)
+    with pytest.raises(ModelNotFound, match="no bundle named 'jets'"):
+        registry.resolve("jets")
+
+
+def test_default_model_is_configurable_and_ambiguity_is_an_error(
+    models_dir: Path,
+) -> None:
+    registry = ModelRegistry(models_dir)
+    registry.load()
+    with pytest.raises(ModelNotFound, match="name a model"):
+        registry.resolve(None)
+    chosen = ModelRegistry(models_dir, default_model="jets-test-image-nae")
+    chosen.load()
+    assert chosen.resolve(None).input_shape == (40, 40)
+
+
+def test_an_empty_or_missing_directory_is_ready_with_no_bundles(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "missing")
+    assert registry.load().loaded == []
+    assert registry.ready
+    with pytest.raises(ModelNotFound, match="no bundle is loaded"):
+        registry.resolve(None)
+
+
+def _corrupt_hash(directory: Path) -> None:
+    (directory / "model.onnx").write_bytes((directory / "model.onnx").read_bytes() + b"\0")
+
+
+def _break_schema(directory: Path) -> None:
+    bundle = json.loads((directory / "bundle.json").read_text())
+    del bundle["working_points"]
+    (directory / "bundle.json").write_text(json.dumps(bundle))
+
+
+@pytest.mark.parametrize("damage", [_corrupt_hash, _break_schema])
+def test_a_bad_bundle_is_refused_with_one_log_line_while_the_others_load(
+    tmp_path: Path,
+    bundle_factory: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+    damage: Callable[[Path], None],
+) -> None:
+    bundle_factory(tmp_path, "ev", 1, (19, 4))
+    damage(bundle_factory(tmp_path, "bad", 1, (19, 4)))
+    registry = ModelRegistry(tmp_path)
+    with caplog.at_level(logging.ERROR, logger="service.registry"):
+        report = registry.load()
+    assert report.loaded == ["ev/1"]
+    assert list(report.refused) == [str(tmp_path / "bad" / "1")]
+    refusals = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(refusals) == 1 and "bad/1" in refusals[0].getMessage()
+    assert "\n" not in refusals[0].getMessage()
+
+
+def test_a_bundle_in_the_wrong_directory_is_refused(
+    tmp_path: Path, bundle_factory: Callable[..., Path]
+) -> None:
+    shutil.move(bundle_factory(tmp_path, "ev", 1, (19, 4)), tmp_path / "ev" / "2")
+    report = ModelRegistry(tmp_path).load()
+    assert report.loaded == [] and "move it to ev/1/" in next(iter(report.refused.values()))
+
+
+def test_reload_keeps_served_bundles_whose_new_files_are_invalid(
+    tmp_path: Path, bundle_factory: Callable[..., Path]
+) -> None:
+    bundle_factory(tmp_path, "ev", 1, (19, 4))
+    registry = ModelRegistry(tmp_path)
+    registry.load()
+    served = registry.resolve("ev")
+    _corrupt_hash(tmp_path / "ev" / "1")
+    bundle_factory(tmp_path, "ev", 2, (19, 4))
+    _break_schema(tmp_path / "ev" / "2")
+    report = registry.load()
+    assert report.kept == ["ev/1"] and report.loaded == []
+    assert len(report.refused) == 2
+    assert registry.resolve("ev") is served
+
+
+def test_reload_swaps_in_new_versions_and_drops_deleted_ones(
+    tmp_path: Path, bundle_factory: Callable[..., Path]
+) -> None:
+    bundle_factory(tmp_path, "ev", 1, (19, 4))
+    bundle_factory(tmp_path, "old", 1, (19, 4))
+    registry = ModelRegistry(tmp_path)
+    registry.load()
+    before = registry.models
+    bundle_factory(tmp_path, "ev", 2, (19, 4))
+    shutil.rmtree(tmp_path / "old")
+    registry.load()
+    assert sorted(registry.models.versions) == ["ev"]
+    assert registry.resolve("ev").version == 2
+    assert sorted(before.versions) == ["ev", "old"]  # a snapshot never changes under a reader
+
+
+def test_reload_without_the_models_directory_keeps_the_old_set(
+    tmp_path: Path, bundle_factory: Callable[..., Path]
+) -> None:
+    models = tmp_path / "models"
+    bundle_factory(models, "ev", 1, (19, 4))
+    registry = ModelRegistry(models)
+    registry.load()
+    shutil.rmtree(models)
+    with pytest.raises(ReloadFailed, match="still serving the 1 loaded bundles"):
+        registry.load()
+    assert registry.resolve("ev").version == 1
