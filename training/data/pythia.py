@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from training.config import EventSampleConfig, JetSampleConfig
 from training.errors import NaeError, require
 
 __all__ = [
@@ -26,7 +27,9 @@ __all__ = [
     "PythiaBatch",
     "PythiaRun",
     "concatenate_particles",
+    "event_process_settings",
     "final_particles",
+    "jet_process_settings",
     "pythia_version",
 ]
 
@@ -177,6 +180,162 @@ class PythiaRun:
     @property
     def n_tried(self) -> int:
         return int(self._pythia.infoPython().nTried())
+
+
+# --- Jet-level processes (top-tagging landscape, arXiv:1902.09914) ---------------------------
+
+# PhaseSpace:pTHatMin as a fraction of the leading-jet window's lower edge. A hard ISR
+# emission (pT up to pTHat) recoils against the jet, so window jets come from pTHat down to
+# about half the window edge: a cut at 0.8 x 550 GeV loses 20% of QCD and 15% of top jets,
+# most at the low-pT end (measured: docs/data.md, "Jets"). 0.55 costs 5x more events per jet.
+JET_PTHAT_MIN_FRACTION = {"qcd": 0.55, "top": 0.55}
+# Dark-meson decays: democratic over the SM quarks that are kinematically open (d u s c b).
+_QUARK_MASSES_GEV = {1: 0.33, 2: 0.33, 3: 0.5, 4: 1.5, 5: 4.8}  # Pythia's m0
+
+
+def jet_process_settings(config: JetSampleConfig) -> list[str]:
+    """Pythia lines (added to ``COMMON_SETTINGS``) for one process of ``nae data jets``.
+
+    - ``qcd``: all 2 -> 2 QCD processes, pTHat > JET_PTHAT_MIN_FRACTION * pt_min_gev (or
+      ``config.pthat_min_gev`` when set);
+    - ``top``: gg, qqbar -> t tbar with both W -> hadrons (all-hadronic), same pTHat rule;
+    - ``dark``: semi-visible jets (Cohen, Lisanti, Lou, arXiv:1503.00009; the CMS search,
+      arXiv:2112.11125, Pythia setup as in Cohen et al. arXiv:1707.05326): see ``_dark_settings``.
+    """
+    if config.process == "dark":
+        return _dark_settings(config)
+    pthat_min = config.pthat_min_gev
+    if pthat_min is None:
+        pthat_min = JET_PTHAT_MIN_FRACTION[config.process] * config.pt_min_gev
+    cards = {
+        "qcd": ("HardQCD:all = on",),
+        "top": (
+            "Top:gg2ttbar = on",
+            "Top:qqbar2ttbar = on",
+            "24:onMode = off",
+            "24:onIfAny = 1 2 3 4 5",
+        ),
+    }
+    return [*cards[config.process], f"PhaseSpace:pTHatMin = {pthat_min}"]
+
+
+def _dark_settings(config: JetSampleConfig) -> list[str]:
+    """Hidden Valley s-channel Z' -> dark quarks with a running dark coupling, dark showers
+    and dark hadronisation; each dark meson is stable and invisible with probability r_inv.
+
+    One dark flavour (``nFlav = 1``), so only the diagonal mesons pi_v (4900111) and rho_v
+    (4900113) form, both of mass ``dark_hadron_mass_gev``; dark quarks weigh half of that and
+    Lambda_dark equals the meson mass (the CMS convention). Each meson decays with branching
+    ratio r_inv to a pair of stable dark-matter scalars (PDG 51, invisible) and with 1 - r_inv
+    to an SM quark pair that showers and hadronises (matrix-element mode 91). This makes r_inv
+    exactly the invisible fraction of dark hadrons, as defined in arXiv:1503.00009.
+    """
+    m_meson = config.dark_hadron_mass_gev
+    lambda_dark = m_meson
+    quarks = [q for q, m in _QUARK_MASSES_GEV.items() if 2 * m < m_meson]
+    visible = (1.0 - config.r_inv) / len(quarks)
+    lines = [
+        "HiddenValley:ffbar2Zv = on",
+        f"4900023:m0 = {config.zprime_mass_gev}",
+        # Keep Pythia's Zv couplings (they set the production rate); decay only to dark quarks.
+        "4900023:onMode = off",
+        "4900023:onIfMatch = 4900101 -4900101",
+        "HiddenValley:Ngauge = 3",
+        "HiddenValley:nFlav = 1",
+        "HiddenValley:spinFv = 0",
+        "HiddenValley:FSR = on",
+        "HiddenValley:fragment = on",
+        "HiddenValley:alphaOrder = 1",
+        f"HiddenValley:Lambda = {lambda_dark}",
+        f"HiddenValley:pTminFSR = {1.1 * lambda_dark}",
+        f"4900101:m0 = {m_meson / 2}",
+        "51:m0 = 0.0",
+        "51:isResonance = false",
+    ]
+    for meson in (4900111, 4900113):
+        lines += [
+            f"{meson}:m0 = {m_meson}",
+            f"{meson}:oneChannel = 1 {config.r_inv} 0 51 -51",
+            *(f"{meson}:addChannel = 1 {visible} 91 {q} -{q}" for q in quarks),
+        ]
+    return lines
+
+
+# --- Event-level processes (ADC2021, arXiv:2107.02157) ----------------------------------------
+
+Z_MHAT_MIN_GEV = 40.0  # z, sm: gamma*/Z -> ll above 40 GeV: the Z line shape plus the DY tail
+QCD_PTHAT_MIN_GEV = 20.0  # qcd: 2 -> 2 pT-hat cut, just below the 23 GeV lepton filter
+A_4L_MASS_GEV = 50.0  # a_4l: ADC2021's A -> 4l
+H_TAUTAU_MASS_GEV = 60.0  # h_tautau: ADC2021's h0 -> tau tau
+HPLUS_MASS_GEV = 60.0  # hplus_taunu: ADC2021's h+ -> tau nu
+
+_W_TO_LEPTONS = ("WeakSingleBoson:ffbar2W = on", "24:onMode = off", "24:onIfAny = 11 13 15")
+_Z_TO_LEPTONS = (
+    "WeakSingleBoson:ffbar2gmZ = on",  # full gamma*/Z interference (WeakZ0:gmZmode = 0)
+    f"PhaseSpace:mHatMin = {Z_MHAT_MIN_GEV}",
+    "23:onMode = off",
+    "23:onIfAny = 11 13 15",
+)
+_TTBAR = ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on")  # inclusive top decays
+
+
+def _resonance(pid: int, mass_gev: float, decay: str) -> tuple[str, ...]:
+    """Resonance ``pid`` at ``mass_gev`` (mass window m/2 .. 2m), decaying only to ``decay``."""
+    return (
+        f"{pid}:m0 = {mass_gev}",
+        f"{pid}:mMin = {mass_gev / 2}",
+        f"{pid}:mMax = {2 * mass_gev}",
+        f"{pid}:onMode = off",
+        f"{pid}:onIfMatch = {decay}",
+    )
+
+
+def event_process_settings(config: EventSampleConfig) -> list[str]:
+    """Pythia lines (added to ``COMMON_SETTINGS``) for one event process of ``nae data events``.
+
+    Backgrounds follow ADC2021's SM cocktail: ``w`` (W -> l nu, l = e, mu, tau), ``z``
+    (gamma*/Z -> l l with mHat > Z_MHAT_MIN_GEV), ``tt`` (inclusive), ``sm`` (all three switched
+    on in one run, so Pythia mixes them by its own cross sections) and ``qcd`` (HardQCD 2 -> 2,
+    pTHat > QCD_PTHAT_MIN_GEV, meant unfiltered: 0 of 20,000 events pass the lepton filter,
+    so its efficiency is < 1.9e-4 at 95% CL, see docs/data.md). Signals are ADC2021's light
+    resonances:
+
+    - ``zprime_mumu``: a sequential-SM-coupled Z' (Pythia's NewGaugeBoson, Z' alone, no gamma*/Z
+      interference) of ``config.zprime_mass_gev`` decaying only to mu mu;
+    - ``a_4l``: a 50 GeV neutral scalar from gg fusion -> Z Z* -> 4l (l = e, mu). Pythia's
+      CP-odd A0 has no tree-level ZZ coupling, so the SM-like scalar (PDG 25) is re-massed;
+      both Z* are off shell (Pythia's 23:mMin = 10 GeV applies);
+    - ``h_tautau``: the same scalar at 60 GeV from gg fusion -> tau tau;
+    - ``hplus_taunu``: a 60 GeV charged scalar from f fbar' -> H+- (Yukawa couplings), -> tau nu.
+
+    Signal cross sections depend on couplings chosen for convenience; only shapes matter.
+    """
+    mass = config.zprime_mass_gev
+    cards: dict[str, tuple[str, ...]] = {
+        "w": _W_TO_LEPTONS,
+        "z": _Z_TO_LEPTONS,
+        "tt": _TTBAR,
+        "sm": _W_TO_LEPTONS + _Z_TO_LEPTONS + _TTBAR,
+        "qcd": ("HardQCD:all = on", f"PhaseSpace:pTHatMin = {QCD_PTHAT_MIN_GEV}"),
+        "zprime_mumu": (
+            "NewGaugeBoson:ffbar2gmZZprime = on",
+            "Zprime:gmZmode = 3",
+            *_resonance(32, mass, "13 -13"),
+        ),
+        "a_4l": (
+            "HiggsSM:gg2H = on",
+            *_resonance(25, A_4L_MASS_GEV, "23 23"),
+            "23:onMode = off",
+            "23:onIfAny = 11 13",
+        ),
+        "h_tautau": ("HiggsSM:gg2H = on", *_resonance(25, H_TAUTAU_MASS_GEV, "15 -15")),
+        "hplus_taunu": (
+            "Higgs:useBSM = on",
+            "HiggsBSM:ffbar2H+- = on",
+            *_resonance(37, HPLUS_MASS_GEV, "15 16"),
+        ),
+    }
+    return list(cards[config.process])
 
 
 def final_particles(run: PythiaRun, n_events: int, batch_size: int = 100) -> Particles:
