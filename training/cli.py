@@ -258,6 +258,7 @@ def data_report(
     occupancy; events: MET, leading-lepton pT, object multiplicities); the PNG holds the
     histograms."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from training.data.report import make_report
@@ -268,9 +269,9 @@ def data_report(
         (f"{report.directory} ({report.kind})", report.sample_rows()),
         ("distributions", report.distribution_rows()),
     ):
-        table = Table(*header, title=title)
+        table = Table(*map(escape, header), title=escape(title))  # units are in [brackets]
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*map(escape, row))
         console.print(table)
     typer.echo(f"histograms saved to {report.png_path}")
 
