@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-import click
 import typer
 
 from training.errors import NaeError, require
@@ -296,13 +295,17 @@ def _progress_bar(total: int | None, description: str) -> Iterator[Callable[[int
 
 def main() -> None:
     """Entry point: a ``NaeError`` becomes one line on stderr and exit code 1 (``--debug``
-    keeps the traceback); usage errors keep click's message and exit code 2."""
+    keeps the traceback); a usage error becomes one line naming ``--help`` and exit code 2."""
     try:
         code = app(standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # typer's own click: usage errors and bad values
+        ctx = getattr(exc, "ctx", None)
+        message = " ".join(exc.format_message().split())  # one line
+        if message:  # empty when typer already printed the help of a bare group
+            hint = f" (see '{ctx.command_path} --help')" if ctx else ""
+            typer.echo(f"error: {message}{hint}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
     except NaeError as exc:
