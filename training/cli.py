@@ -80,11 +80,16 @@ _Seed = Annotated[
     ),
 ]
 _Workers = Annotated[
-    int, typer.Option("--workers", help="Processes generating shards in parallel (one per core).")
+    int,
+    typer.Option(
+        "--workers", min=1, help="Processes generating shards in parallel (one per core)."
+    ),
 ]
 _ShardSize = Annotated[
     int,
-    typer.Option("--shard-size", help="Rows per shard file; also the unit of resume and workers."),
+    typer.Option(
+        "--shard-size", min=1, help="Rows per shard file; also the unit of resume and workers."
+    ),
 ]
 _Out = Annotated[
     Path,
@@ -100,7 +105,7 @@ _Sets = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", h
 @data_app.command("jets")
 def data_jets(
     process: Annotated[_JetProcess, typer.Option("--process", help="Jet sample to generate.")],
-    n: Annotated[int, typer.Option("--n", help="Number of jets.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of jets.")],
     out: _Out,
     seed: _Seed = 1,
     workers: _Workers = 1,
@@ -141,7 +146,9 @@ def data_events(
         _EventProcess,
         typer.Option("--process", help="Background (w, z, tt, sm, qcd) or signal sample."),
     ],
-    n: Annotated[int, typer.Option("--n", help="Number of events (after the lepton filter).")],
+    n: Annotated[
+        int, typer.Option("--n", min=1, help="Number of events (after the lepton filter).")
+    ],
     out: _Out,
     seed: _Seed = 1,
     workers: _Workers = 1,

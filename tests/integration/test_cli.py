@@ -106,8 +106,9 @@ def _text_file(tmp_path: Path) -> Path:
         (lambda d: ["data", "convert", "landscape", _text_file(d), d / "o"], "not a readable"),
         (
             lambda d: ["data", "jets", "--process", "qcd", "--n", 0, "--out", d],
-            "n must be positive",
+            "Invalid value for '--n'",
         ),
+        (lambda d: ["data", "jets", "--process", "bogus", "--n", 5, "--out", d], "'bogus'"),
         (lambda d: [*_Z_EVENTS, d, "--set", "detector.bogus=1"], "--set 'detector.bogus=1'"),
         (lambda d: ["data", "report", d], "no shard files"),
     ],
