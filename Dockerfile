@@ -18,13 +18,12 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    OMP_NUM_THREADS=1 \
-    NAE_MODELS_DIR=/app/models
+    OMP_NUM_THREADS=1
 RUN useradd --system --uid 10001 --no-create-home --home-dir /app nae
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir "$(find /wheels -name 'nae_trigger-*.whl')[serve]"
 WORKDIR /app
-COPY --chown=root:root models/ /app/models/
+COPY models/ /app/models/
 USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \

@@ -1,0 +1,127 @@
+"""The Docker image's install steps, replayed in a fresh venv because CI has no Docker engine:
+build the wheel from exactly the files the build stage copies, install it with only the
+``serve`` extra as the final stage does, check torch stayed out, and serve a bundle from that
+venv as the image's CMD does."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import venv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 60
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def build_context(
+    tmp_path_factory: pytest.TempPathFactory, dockerfile_stages: list[list[tuple[str, str]]]
+) -> Path:
+    """The build stage's WORKDIR after its COPY instructions: a file missing from them (a
+    README the metadata names, say) fails here as it would fail `docker build`."""
+    context = tmp_path_factory.mktemp("build-context")
+    for keyword, arguments in dockerfile_stages[0]:
+        if keyword != "COPY":
+            continue
+        *sources, destination = arguments.split()
+        for source in sources:
+            if (ROOT / source).is_dir():
+                ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+                shutil.copytree(ROOT / source, context / destination, ignore=ignore)
+            else:
+                shutil.copy2(ROOT / source, context / destination)
+    return context
+
+
+@pytest.fixture(scope="module")
+def serve_venv(tmp_path_factory: pytest.TempPathFactory, build_context: Path) -> Path:
+    """A venv holding only ``nae-trigger[serve]``, installed from the wheel built as the image
+    builds it; pip's cache and the machine's configured index make the second run fast."""
+    scratch = tmp_path_factory.mktemp("image")
+    wheels = scratch / "wheels"
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", wheels, build_context)
+    (wheel,) = wheels.glob("nae_trigger-*.whl")
+    environment = scratch / "venv"
+    venv.create(environment, with_pip=True)
+    _run(environment / "bin" / "pip", "install", "--quiet", f"{wheel}[serve]")
+    return environment
+
+
+def _run(*command: str | Path) -> str:
+    result = subprocess.run(
+        [str(part) for part in command], capture_output=True, text=True, check=False, timeout=600
+    )
+    assert result.returncode == 0, f"{command}: {result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def test_serve_extra_leaves_out_the_training_stack(serve_venv: Path) -> None:
+    installed = json.loads(_run(serve_venv / "bin" / "pip", "list", "--format", "json"))
+    names = {package["name"].lower() for package in installed}
+    assert {"nae-trigger", "onnxruntime", "fastapi", "uvicorn"} <= names
+    assert not names & {"torch", "onnx", "pythia8mc", "h5py"}
+
+
+@pytest.fixture
+def served_port(serve_venv: Path, models_dir: Path, tmp_path: Path) -> Iterator[int]:
+    """``nae serve`` from the serve-only venv, as the image's CMD starts it; its output goes to
+    ``tmp_path/serve.log``."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [serve_venv / "bin" / "nae", "serve", "--models", models_dir]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with (tmp_path / "serve.log").open("wb") as log:
+        process = subprocess.Popen(
+            [str(part) for part in command],
+            env={"PATH": str(serve_venv / "bin"), "OMP_NUM_THREADS": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield port
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_serves_from_the_serve_only_install(served_port: int) -> None:
+    """Ready, then one real /score answer: the serve extra holds everything the hot path uses."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    status = None
+    while time.monotonic() < deadline and status != 200:
+        time.sleep(0.2)
+        connection = http.client.HTTPConnection("127.0.0.1", served_port, timeout=2)
+        try:
+            connection.request("GET", "/v2/health/ready")
+            status = connection.getresponse().status
+        except OSError:
+            status = None
+        finally:
+            connection.close()
+    assert status == 200, f"/v2/health/ready not 200 after {READY_TIMEOUT_S} s"
+    body = json.dumps({"model": "events-test-ae", "inputs": [[[0.0] * 4] * 19]})
+    connection = http.client.HTTPConnection("127.0.0.1", served_port, timeout=10)
+    try:
+        connection.request("POST", "/score", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+    finally:
+        connection.close()
+    assert response.status == 200, answer
+    assert answer["scores"] == [0.0]
