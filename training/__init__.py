@@ -6,8 +6,8 @@ Modules, in the order data flows (a module imports only modules listed before it
 - ``config``: frozen pydantic configuration (data generation, detector, training).
 - ``data.pythia``: Pythia 8 process cards and the event loop -> particle arrays.
 - ``data.detector``: tracker and calorimeter response on particle arrays.
-- ``data.jets``: FastJet clustering, constituents and substructure features.
-- ``data.images``: 40x40 jet images from constituents.
+- ``data.images``: 40x40 jet images from constituents (numpy only).
+- ``data.jets``: FastJet clustering, constituents, substructure features; stores images.
 - ``data.events``: the 19x3 (+ class id) trigger format of ADC2021 from particles.
 - ``data.shards``: the only reader/writer of the HDF5 shard layout (DESIGN.md contract 1b).
 - ``data.generation``: sharded, resumable, multi-process generation.

@@ -9,11 +9,14 @@ Parts (each merges its numbers into benchmarks/results/validation_jets.json):
 - ``samples``: 2,000 top and 2,000 QCD jets at detector level and at truth level
   (``detector=None``), plus a small dark sample: the top-mass peak, the QCD mass shape,
   the tau32 rank AUC and jets/s per process; a PNG of mass and tau32 to docs/img.
+- ``detectors``: the tau32 AUC and top-mass peak for calorimeter variants on the same events
+  (why the default calorimeter is ATLAS-card-like; docs/data.md, "Detector model").
 
 Usage (from the repository root)::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/validation/jets.py --part scan
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/validation/jets.py --part samples --n 2000
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/validation/jets.py --part detectors --n-study 600
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import beta, rankdata
 
-from training.config import JetSampleConfig
+from training.config import DetectorConfig, JetSampleConfig
 from training.data.jets import BATCH_SIZE, features_from_constituents, generate_jets, leading_jets
 from training.data.pythia import JET_PTHAT_MIN_FRACTION, PythiaRun, jet_process_settings
 
@@ -36,7 +39,16 @@ RESULTS = ROOT / "benchmarks" / "results" / "validation_jets.json"
 FIGURE = ROOT / "docs" / "img" / "jets_validation.png"
 SCAN_PTHAT_MIN_GEV = 300.0
 SCAN_FRACTIONS = (0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
-SEEDS = {"top": 1001, "qcd": 1002, "dark": 1005, "qcd_scan": 1006, "top_scan": 1007}
+SEEDS = {
+    "top": 1001,
+    "qcd": 1002,
+    "dark": 1005,
+    "qcd_scan": 1006,
+    "top_scan": 1007,
+    "top_detector_study": 1008,
+    "qcd_detector_study": 1009,
+    "detector_study_rng": 1010,
+}
 TOP_MASS_WINDOW_GEV = (165.0, 185.0)
 AUC_WINDOW_DETECTOR = (0.75, 0.92)
 
@@ -156,6 +168,61 @@ def dark_sample(n_jets: int, seed: int) -> tuple[dict, dict]:
         "label_mean": float(shard.arrays["label"].mean()),
     }
     return data, info
+
+
+DETECTOR_VARIANTS = {
+    "cms_like_towers": {
+        "ecal_cell_eta": 0.0174,
+        "ecal_cell_phi": 0.0174,
+        "hcal_cell_eta": 0.087,
+        "hcal_cell_phi": 0.087,
+        "hcal_stochastic": 1.0,
+        "hcal_constant": 0.05,
+    },
+    "atlas_hcal_fine_ecal": {"ecal_cell_eta": 0.0174, "ecal_cell_phi": 0.0174},
+    "default": {},
+}
+
+
+def detector_study(n_jets: int) -> dict:
+    """tau32 AUC and top-mass peak for calorimeter variants, on the same Pythia events.
+
+    pTHatMin = 440 GeV for speed (a small sculpting of the window, the same for every variant).
+    """
+    batches = {}
+    for process, seed in (
+        ("top", SEEDS["top_detector_study"]),
+        ("qcd", SEEDS["qcd_detector_study"]),
+    ):
+        truth = JetSampleConfig(process=process, pthat_min_gev=440.0, detector=None)
+        run = PythiaRun(jet_process_settings(truth), seed)
+        batches[process], n = [], 0
+        for batch in run.batches(BATCH_SIZE):
+            batches[process].append(batch)
+            n += len(leading_jets(batch, truth, None).label)
+            if n >= n_jets:
+                break
+    result = {}
+    for name, overrides in {"truth": None, **DETECTOR_VARIANTS}.items():
+        tau32, mass = {}, {}
+        for process, process_batches in batches.items():
+            detector = None if overrides is None else DetectorConfig(**overrides)
+            config = JetSampleConfig(process=process, pthat_min_gev=440.0, detector=detector)
+            rng = np.random.default_rng(SEEDS["detector_study_rng"])
+            constituents = np.concatenate(
+                [leading_jets(b, config, rng).constituents for b in process_batches]
+            )
+            features = features_from_constituents(constituents)
+            tau32[process], mass[process] = features["tau32"], features["mass"]
+        result[name] = {
+            "overrides": overrides,
+            "n_top": len(tau32["top"]),
+            "n_qcd": len(tau32["qcd"]),
+            "tau32_auc": rank_auc(tau32["top"], tau32["qcd"]),
+            "top_mass_peak": mass_peak(mass["top"]),
+        }
+        print(name, json.dumps(result[name]), flush=True)
+    return result
 
 
 def rank_auc(signal: np.ndarray, background: np.ndarray) -> float:
@@ -294,15 +361,18 @@ def merge(result: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["scan", "samples"], required=True)
+    parser.add_argument("--part", choices=["scan", "samples", "detectors"], required=True)
     parser.add_argument("--n", type=int, default=2000, help="jets per top/QCD sample")
     parser.add_argument("--n-dark", type=int, default=300, help="jets in the dark sample")
     parser.add_argument("--n-scan", type=int, default=400, help="jets per pTHat scan")
+    parser.add_argument("--n-study", type=int, default=600, help="jets per detector variant")
     args = parser.parse_args()
     if args.part == "scan":
         result = {
             "pthat_scan": {p: scan(p, args.n_scan, SEEDS[f"{p}_scan"]) for p in ("qcd", "top")}
         }
+    elif args.part == "detectors":
+        result = {"detector_study": detector_study(args.n_study)}
     else:
         result = {"validation": run_samples(args.n, args.n_dark)}
     merge(result)
