@@ -299,7 +299,8 @@ def running_server(models_dir: Path, **settings: str) -> Iterator[Server]:
         "--port",
         str(port),
     ]
-    # uvicorn logs every request: keep that out of the tables, next to the models directory.
+    # The server's log (start-up lines; `nae serve` has no access log by default) goes next to
+    # the models directory, out of the tables.
     with (models_dir.parent / f"serve-{port}.log").open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:

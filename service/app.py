@@ -2,7 +2,8 @@
 
 The lifespan loads the bundles (in a worker thread; ``/v2/health/ready`` answers 503 until
 then). Errors are translated once: ``ServiceError`` keeps its status, FastAPI's validation and
-routing errors keep theirs, anything else is a 500; the body is always ``{"error": message}``.
+routing errors keep theirs, a client that disconnects mid-body is counted as 499 without
+a log line, anything else is a 500; the body is always ``{"error": message}``.
 A pure ASGI middleware counts every request by route template and status.
 """
 
@@ -21,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
@@ -35,6 +37,8 @@ from service.settings import Settings
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that went away mid-request
 
 
 def create_app(settings: Settings, *, reload_on_sighup: bool = False) -> FastAPI:
@@ -118,6 +122,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         return _error(str(exc.detail), exc.status_code, exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnect(request: Request, exc: ClientDisconnect) -> Response:
+        # The client left before sending its whole body: nothing failed here and nobody reads
+        # the answer; it is counted as 499 (nginx's "client closed request"), not logged.
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:

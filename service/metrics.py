@@ -1,18 +1,24 @@
 """Every Prometheus metric of DESIGN.md contract 4, owned by one ``Metrics`` object per app.
 
-Per-event bookkeeping is vectorised: a request of 10,000 events costs one ``np.searchsorted``
-for the ``nae_score`` histogram and one counter increment per working point, never a Python call
-per event. The trigger-fraction and rate gauges are computed at scrape time from a sliding
+Per-event bookkeeping is vectorised: a request of 10,000 events costs a few whole-array numpy
+calls for the ``nae_score`` histogram and one counter increment per working point, never a Python
+call per event. Per-request bookkeeping avoids ``.labels()`` (a lock and a dict lookup on the
+label tuple each time): the labelled children of a bundle are resolved once when the bundle is
+loaded (``describe_bundles``), and those of an HTTP route and status on their first request.
+The trigger-fraction and rate gauges are computed at scrape time from a sliding
 window of small time slices, so an idle service does no work and the window is exact up to one
 slice (1/60 of the window).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -32,6 +38,19 @@ DURATION_BUCKETS_SECONDS = (
 SCORE_BUCKETS = tuple(float(f"{edge:.4g}") for edge in np.logspace(-4, 4, 33))
 BATCH_SIZE_BUCKETS = tuple(float(2**k) for k in range(17))  # 1 .. 65536 events
 _SLICES_PER_WINDOW = 60
+_CALIBRATION_BOUNDS = ("low", "central", "high")
+_CELL_BITS = 13  # float32 sign, exponent and 4 mantissa bits: cells of 1/16 octave
+_SEARCH_MAX_EVENTS = 64  # below this, np.searchsorted is cheaper than the table lookup
+
+
+@dataclass(frozen=True)
+class _BundleSeries:
+    """The labelled children one bundle version records into, resolved once."""
+
+    events_scored: Any
+    events_triggered: tuple[Any, ...]  # one per working point, in the bundle's order
+    inference_duration: Any
+    batch_size: Any
 
 
 class Metrics:
@@ -86,6 +105,8 @@ class Metrics:
             ["model"],
             registry=registry,
         )
+        self._series: dict[OnnxModel, _BundleSeries] = {}
+        self._request_series: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._scores = _ScoreHistogram()
         self._window = _TriggerWindow(window_seconds, reference_rate_hz, clock)
         self._info = _ModelInfo()
@@ -93,57 +114,104 @@ class Metrics:
             registry.register(collector)
 
     def describe_bundles(self, models: Iterable[OnnxModel]) -> None:
-        """Publish ``nae_model_info`` for the loaded set and create every counter series at 0,
-        so ``rate()`` sees a bundle's first events."""
+        """Publish ``nae_model_info`` and ``nae_calibrated_trigger_fraction`` for the loaded
+        set, and resolve each bundle's counter series, which creates them at 0 so ``rate()``
+        sees a bundle's first events."""
         models = list(models)
         self._info.models = models
-        for model in models:
-            version = str(model.version)
-            self.events_scored.labels(model.name, version)
-            for working_point in model.working_points:
-                self.events_triggered.labels(model.name, version, working_point)
+        self._series = {model: self._bundle_series(model) for model in models}
 
     def record_scores(
         self, model: OnnxModel, scores: np.ndarray, triggers: dict[str, np.ndarray]
     ) -> None:
         """Count one scored batch: totals, triggered totals, score histogram, sliding window."""
-        version = str(model.version)
-        self.events_scored.labels(model.name, version).inc(len(scores))
-        triggered = np.array([int(np.count_nonzero(fired)) for fired in triggers.values()])
-        for working_point, count in zip(model.working_points, triggered, strict=True):
-            self.events_triggered.labels(model.name, version, working_point).inc(int(count))
-        self._scores.observe(model.name, version, scores)
+        series = self._series_of(model)
+        series.events_scored.inc(len(scores))
+        triggered = np.array([np.count_nonzero(fired) for fired in triggers.values()], np.int64)
+        for child, count in zip(series.events_triggered, triggered.tolist(), strict=True):
+            if count:  # inc(0) changes nothing but costs a lock
+                child.inc(count)
+        self._scores.observe(model.name, str(model.version), scores)
         self._window.add(model, len(scores), triggered)
 
-    def record_inference(self, model_name: str, n_events: int, seconds: float) -> None:
+    def record_inference(self, model: OnnxModel, n_events: int, seconds: float) -> None:
         """One ONNX Runtime call."""
-        self.inference_duration.labels(model_name).observe(seconds)
-        self.batch_size.labels(model_name).observe(n_events)
+        series = self._series_of(model)
+        series.inference_duration.observe(seconds)
+        series.batch_size.observe(n_events)
 
     def record_request(self, endpoint: str, status: int, seconds: float) -> None:
-        """One finished HTTP request; ``endpoint`` is the route template, never the raw path."""
-        self.requests.labels(endpoint, str(status)).inc()
-        self.request_duration.labels(endpoint).observe(seconds)
+        """One finished HTTP request; ``endpoint`` is the route template, never the raw path,
+        so the children cached here stay few."""
+        children = self._request_series.get((endpoint, status))
+        if children is None:
+            children = (
+                self.requests.labels(endpoint, str(status)),
+                self.request_duration.labels(endpoint),
+            )
+            self._request_series[endpoint, status] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def _series_of(self, model: OnnxModel) -> _BundleSeries:
+        # A request may still hold a model that a reload has just replaced: resolve it afresh.
+        series = self._series.get(model)
+        return series if series is not None else self._bundle_series(model)
+
+    def _bundle_series(self, model: OnnxModel) -> _BundleSeries:
+        version = str(model.version)
+        return _BundleSeries(
+            events_scored=self.events_scored.labels(model.name, version),
+            events_triggered=tuple(
+                self.events_triggered.labels(model.name, version, working_point)
+                for working_point in model.working_points
+            ),
+            inference_duration=self.inference_duration.labels(model.name),
+            batch_size=self.batch_size.labels(model.name),
+        )
 
 
 class _ScoreHistogram(Collector):
-    """``nae_score``: a histogram filled a whole batch at a time with ``np.searchsorted``."""
+    """``nae_score``: a histogram filled a whole batch at a time.
+
+    Small batches use ``np.searchsorted``. For large float32 batches a binary search costs ~20 ns
+    per score (a mispredicted branch per level), so the bucket is looked up instead: the top 13
+    bits of a float32 (sign, exponent, 4 mantissa bits) cut the number line into cells of 1/16
+    octave, narrower than the 1/4 decade between edges, so a cell holds at most one edge; a table
+    gives the bucket of each cell's lower end, and one comparison with that bucket's upper edge
+    moves scores above an edge inside the cell up by one. The result equals ``searchsorted``
+    exactly; batches with NaN or infinity take the ``searchsorted`` path."""
 
     def __init__(self) -> None:
         self._edges = np.array(SCORE_BUCKETS)
+        self._upper = np.append(self._edges, np.inf)  # bucket k holds (edges[k-1], edges[k]]
+        cells = (np.arange(1 << _CELL_BITS, dtype=np.uint32) << (32 - _CELL_BITS)).view(np.float32)
+        with np.errstate(invalid="ignore"):  # the cells that hold NaN
+            self._bucket_of_cell = np.searchsorted(self._edges, cells, side="left")
         self._lock = threading.Lock()
         self._series: dict[tuple[str, str], list] = {}  # labels -> [bucket counts, sum]
 
     def observe(self, model: str, version: str, scores: np.ndarray) -> None:
-        buckets = np.searchsorted(self._edges, scores, side="left")  # le semantics
-        counts = np.bincount(buckets, minlength=len(self._edges) + 1)
-        total = float(np.nansum(scores, dtype=np.float64))
+        total = float(scores.sum(dtype=np.float64))
+        finite = math.isfinite(total)
+        counts = np.bincount(self._buckets(scores, finite), minlength=len(self._upper))
+        if not finite:
+            total = float(np.nansum(scores, dtype=np.float64))
         with self._lock:
             series = self._series.setdefault(
-                (model, version), [np.zeros(len(self._edges) + 1, np.int64), 0.0]
+                (model, version), [np.zeros(len(self._upper), np.int64), 0.0]
             )
             series[0] += counts
             series[1] += total
+
+    def _buckets(self, scores: np.ndarray, all_finite: bool) -> np.ndarray:
+        """Index of each score's bucket ``(N,)``, ``le`` semantics; NaN goes to ``+Inf``."""
+        if len(scores) < _SEARCH_MAX_EVENTS or not all_finite or scores.dtype != np.float32:
+            return np.searchsorted(self._edges, scores, side="left")
+        cells = np.ascontiguousarray(scores).view(np.uint32) >> (32 - _CELL_BITS)
+        buckets = self._bucket_of_cell.take(cells)
+        buckets += scores > self._upper.take(buckets)
+        return buckets
 
     def describe(self) -> list[Metric]:
         return [HistogramMetricFamily("nae_score", "Anomaly scores.", labels=["model", "version"])]
@@ -234,8 +302,13 @@ class _TriggerWindow(Collector):
 
 
 class _ModelInfo(Collector):
-    """``nae_model_info``: one series per loaded bundle version and working point, labelled with
-    the model file's sha256 and the threshold, so dashboards can show what is served."""
+    """What the loaded bundles declare, read from bundle.json at scrape time.
+
+    ``nae_model_info``: one series per loaded bundle version and working point, labelled with
+    the model file's sha256 and the threshold, so dashboards can show what is served.
+    ``nae_calibrated_trigger_fraction``: each working point's calibrated background efficiency
+    (``bound="central"``) and its Clopper-Pearson 95% interval (``"low"``, ``"high"``), which
+    the alert rules in deploy/rules/ compare with the observed trigger fraction."""
 
     def __init__(self) -> None:
         self.models: list[OnnxModel] = []
@@ -246,12 +319,24 @@ class _ModelInfo(Collector):
                 "nae_model_info",
                 "Loaded bundles: model file sha256 and working point thresholds (value 1).",
                 labels=["model", "version", "sha256", "working_point", "threshold"],
-            )
+            ),
+            GaugeMetricFamily(
+                "nae_calibrated_trigger_fraction",
+                "Calibrated background efficiency of each working point (bound=central) and its "
+                "Clopper-Pearson 95% interval (bound=low, high), from bundle.json.",
+                labels=["model", "version", "working_point", "bound"],
+            ),
         ]
 
     def collect(self) -> Iterator[Metric]:
-        family = self.describe()[0]
+        family, calibrated = self.describe()
         for model in self.models:
+            for working_point in model.bundle.working_points:
+                low, high = working_point.background_efficiency_ci95
+                values = (low, working_point.background_efficiency, high)
+                for bound, value in zip(_CALIBRATION_BOUNDS, values, strict=True):
+                    labels = [model.name, str(model.version), working_point.name, bound]
+                    calibrated.add_metric(labels, value)
             sha256 = model.bundle.files[MODEL_FILE].sha256
             for working_point in model.bundle.working_points or [None]:
                 family.add_metric(
@@ -265,3 +350,4 @@ class _ModelInfo(Collector):
                     1.0,
                 )
         yield family
+        yield calibrated

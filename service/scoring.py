@@ -73,7 +73,7 @@ class Scorer:
     def _timed_score(self, model: OnnxModel, x: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
         scores = model.score(x)
-        self.metrics.record_inference(model.name, len(x), time.perf_counter() - start)
+        self.metrics.record_inference(model, len(x), time.perf_counter() - start)
         return scores
 
     def _batcher(self, model: OnnxModel) -> MicroBatcher:

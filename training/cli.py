@@ -46,6 +46,14 @@ def serve(
     ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to bind.")] = 8000,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log every request (uvicorn's access log). Off by default: it costs ~15% of "
+            "a small request's CPU, and nae_requests_total already counts every request.",
+        ),
+    ] = False,
 ) -> None:
     """Start the scoring service (FastAPI + ONNX Runtime) on the bundles under --models.
 
@@ -60,7 +68,13 @@ def serve(
 
     settings = Settings(**({"models_dir": models} if models is not None else {}))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    uvicorn.run(create_app(settings, reload_on_sighup=True), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(settings, reload_on_sighup=True),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=access_log,
+    )
 
 
 _JetProcess = Literal["qcd", "top", "dark"]

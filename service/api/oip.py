@@ -9,6 +9,7 @@ working point. Outputs go out as binary tensors when the request asks for it (pe
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from service import __version__
-from service.api.deps import Body, RegistryDep, ScorerDep
+from service.api.deps import DirectRoute, RegistryDep, read_body, scorer_of
 from service.codecs import (
     binary_body_from_parts,
     json_bytes,
@@ -43,6 +44,8 @@ router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 HEADER_LENGTH = "Inference-Header-Content-Length"
 TRIGGER_PREFIX = "trigger_"
 EXTENSIONS = ["binary_tensor_data"]
+
+_Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 @router.get("/health/live")
@@ -99,23 +102,48 @@ async def model_version_ready(name: str, version: str, registry: RegistryDep) ->
     return {"name": model.name, "version": str(model.version), "ready": True}
 
 
-@router.post("/models/{name}/infer")
-async def infer(name: str, request: Request, scorer: ScorerDep, body: Body) -> Response:
+def _infer_route(path: str, *path_parameters: str) -> Callable[[_Endpoint], _Endpoint]:
+    """Register a scoring endpoint as a ``DirectRoute`` (the hot path: it reads its path
+    parameters and body itself), declaring the path parameters for the OpenAPI document."""
+
+    def register(endpoint: _Endpoint) -> _Endpoint:
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in path_parameters
+        ]
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            route_class_override=DirectRoute,
+            openapi_extra={"parameters": parameters},
+        )
+        return endpoint
+
+    return register
+
+
+@_infer_route("/models/{name}/infer", "name")
+async def infer(request: Request) -> Response:
     """Score with the default (highest) version of bundle ``name``."""
-    return await _infer(scorer.resolve(name), request, scorer, body)
+    scorer = scorer_of(request)
+    return await _infer(scorer.resolve(request.path_params["name"]), request, scorer)
 
 
-@router.post("/models/{name}/versions/{version}/infer")
-async def infer_version(
-    name: str, version: str, request: Request, scorer: ScorerDep, body: Body
-) -> Response:
+@_infer_route("/models/{name}/versions/{version}/infer", "name", "version")
+async def infer_version(request: Request) -> Response:
     """Score with one version of bundle ``name``."""
-    return await _infer(scorer.resolve(name, _version(version)), request, scorer, body)
+    scorer = scorer_of(request)
+    params = request.path_params
+    return await _infer(
+        scorer.resolve(params["name"], _version(params["version"])), request, scorer
+    )
 
 
-async def _infer(model: OnnxModel, request: Request, scorer: Scorer, body: bytes) -> Response:
+async def _infer(model: OnnxModel, request: Request, scorer: Scorer) -> Response:
     if request.headers.get("content-encoding", "identity") != "identity":
         raise BadInput("compressed request bodies are not supported; send them uncompressed")
+    body = await read_body(request)
     header, binary = split_binary_body(body, request.headers.get(HEADER_LENGTH))
     try:
         inference = InferenceRequest.model_validate(header)

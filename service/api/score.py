@@ -9,11 +9,11 @@ in the ``X-Model`` and ``X-Model-Version`` headers).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from service.api.deps import Body, ScorerDep
+from service.api.deps import DirectRoute, read_body, scorer_of
 from service.codecs import (
     NPY_MEDIA_TYPE,
     RAW_MEDIA_TYPE,
@@ -30,7 +30,7 @@ from service.schemas import ScoreRequest, ScoreResponse
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["score"])
+router = APIRouter(tags=["score"], route_class=DirectRoute)
 
 _REQUEST_BODY_DOC: dict[str, Any] = {
     "requestBody": {
@@ -40,7 +40,17 @@ _REQUEST_BODY_DOC: dict[str, Any] = {
             NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
             RAW_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
         },
-    }
+    },
+    # A DirectRoute: the endpoint reads the query string itself, so it is declared here.
+    "parameters": [
+        {
+            "name": "model",
+            "in": "query",
+            "required": False,
+            "description": "Bundle name (binary bodies).",
+            "schema": {"type": "string"},
+        }
+    ],
 }
 
 
@@ -54,13 +64,11 @@ _REQUEST_BODY_DOC: dict[str, Any] = {
         }
     },
 )
-async def score(
-    request: Request,
-    scorer: ScorerDep,
-    body: Body,
-    model: Annotated[str | None, Query(description="Bundle name (binary bodies).")] = None,
-) -> Response:
+async def score(request: Request) -> Response:
     """Score a batch of events; see the module docstring for the body formats."""
+    scorer = scorer_of(request)
+    model = request.query_params.get("model")
+    body = await read_body(request)
     media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if media_type == NPY_MEDIA_TYPE:
         bundle_model = scorer.resolve(model)

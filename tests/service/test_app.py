@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import orjson
+import pytest
 from fastapi.testclient import TestClient
+from starlette.types import Message
 
 from service.app import create_app
 from service.settings import Settings
@@ -33,6 +39,79 @@ def test_routing_and_validation_errors_use_the_error_shape(client: TestClient) -
     ]:
         assert response.status_code == status
         assert set(response.json()) == {"error"}
+
+
+def _call(
+    app: object, path: str, headers: dict[str, str], messages: list[Message]
+) -> list[Message]:
+    """Run one request through the ASGI app with a scripted ``receive``; returns what it sent."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(key.lower().encode(), value.encode()) for key, value in headers.items()],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 8000),
+    }
+    incoming, sent = list(messages), []
+
+    async def receive() -> Message:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_a_client_leaving_mid_body_is_counted_as_499_and_not_logged(
+    models_dir: Path, metric_value: Callable[..., float], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(Settings(models_dir=models_dir, default_model="events-test-ae"))
+    half_a_body = {"type": "http.request", "body": b"\0" * 100, "more_body": True}
+    headers = {"Content-Type": "application/octet-stream", "Content-Length": "1216"}
+    with caplog.at_level(logging.INFO):
+        _call(app, "/score", {**headers, "X-Shape": "4,19,4"}, [half_a_body])
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+    with TestClient(app) as client:
+        metrics = client.get("/metrics").text
+    assert metric_value(metrics, "nae_requests_total", endpoint="/score", status="499") == 1
+    assert metric_value(metrics, "nae_requests_total", endpoint="/score", status="500") == 0
+    assert metric_value(metrics, "nae_events_scored_total", model="events-test-ae") == 0
+
+
+def _in_chunks(body: bytes, size: int = 100) -> list[Message]:
+    messages = [
+        {"type": "http.request", "body": body[i : i + size], "more_body": True}
+        for i in range(0, len(body), size)
+    ]
+    return [*messages, {"type": "http.request", "body": b"", "more_body": False}]
+
+
+@pytest.mark.parametrize("media_type", ["application/octet-stream", "application/json"])
+def test_a_body_in_many_chunks_is_scored_and_one_longer_than_declared_is_refused(
+    models_dir: Path, media_type: str
+) -> None:
+    app = create_app(Settings(models_dir=models_dir, default_model="events-test-ae"))
+    x = np.arange(4 * 19 * 4, dtype=np.float32).reshape(4, 19, 4) / 100
+    json_body = media_type == "application/json"
+    body = orjson.dumps({"inputs": x.tolist()}) if json_body else x.tobytes()
+    headers = {"Content-Type": media_type, "X-Shape": "4,19,4", "Accept": "application/x-npy"}
+    with TestClient(app):  # the lifespan loads the bundles
+        sent = _call(app, "/score", {**headers, "Content-Length": str(len(body))}, _in_chunks(body))
+        assert sent[0]["status"] == 200
+        scores = np.frombuffer(sent[1]["body"][-16:], np.float32)
+        np.testing.assert_allclose(scores, (x.astype(np.float64) ** 2).sum(axis=(1, 2)), 1e-5)
+        sent = _call(app, "/score", {**headers, "Content-Length": "150"}, _in_chunks(body))
+    assert sent[0]["status"] == 400
+    assert b"longer than its Content-Length" in sent[1]["body"]
 
 
 def test_micro_batching_gives_the_same_scores_as_unbatched(models_dir: Path) -> None:

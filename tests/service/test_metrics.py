@@ -50,7 +50,7 @@ def test_every_contract_metric_is_exposed_with_its_labels(model: OnnxModel) -> N
     metrics.describe_bundles([model])
     scores = np.array([10.0, 80.0, 95.0, 100.0], np.float32)
     metrics.record_scores(model, scores, model.triggers(scores))
-    metrics.record_inference("ev", 4, 0.001)
+    metrics.record_inference(model, 4, 0.001)
     metrics.record_request("/score", 200, 0.002)
     samples = _samples(registry)
     ev = {"model": "ev", "version": "3"}
@@ -70,15 +70,39 @@ def test_every_contract_metric_is_exposed_with_its_labels(model: OnnxModel) -> N
     assert samples["nae_model_info", info] == 1
 
 
-def test_score_histogram_buckets_match_numpy(model: OnnxModel) -> None:
+def test_calibrated_trigger_fraction_comes_from_the_bundle(model: OnnxModel) -> None:
+    """The alert rules compare the observed fraction with this interval (deploy/rules/)."""
+    registry = CollectorRegistry()
+    Metrics(registry).describe_bundles([model])
+    samples = _samples(registry)
+    for working_point in model.bundle.working_points:
+        low, high = working_point.background_efficiency_ci95
+        expected = {"low": low, "central": working_point.background_efficiency, "high": high}
+        for bound, value in expected.items():
+            labels = _labels(model="ev", version="3", working_point=working_point.name, bound=bound)
+            assert samples["nae_calibrated_trigger_fraction", labels] == value
+
+
+@pytest.mark.parametrize("n_events", [5, 10_000])  # below and above the table lookup's size
+def test_score_histogram_buckets_match_numpy(model: OnnxModel, n_events: int) -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    scores = np.random.default_rng(2).lognormal(0, 3, size=10_000).astype(np.float32)
+    edges = np.array(SCORE_BUCKETS, np.float32)  # and the float32 values either side of each
+    around_edges = np.concatenate([edges, np.nextafter(edges, 0), np.nextafter(edges, np.inf)])
+    scores = np.concatenate(
+        [
+            np.random.default_rng(2).lognormal(0, 3, size=n_events).astype(np.float32),
+            around_edges if n_events > 100 else [],
+            [0.0, -1.0, 1e-30, 1e30],
+        ]
+    ).astype(np.float32)
     metrics.record_scores(model, scores, model.triggers(scores))
     samples = _samples(registry)
-    for edge in SCORE_BUCKETS[::4]:
+    for edge in SCORE_BUCKETS:
         bucket = _labels(model="ev", version="3", le=str(edge))
-        assert samples["nae_score_bucket", bucket] == np.count_nonzero(scores <= edge)
+        # The exact value of the edge, not its float32 rounding: the le label is that decimal.
+        assert samples["nae_score_bucket", bucket] == np.count_nonzero(scores.astype(float) <= edge)
+    assert samples["nae_score_count", _labels(model="ev", version="3")] == len(scores)
 
 
 def test_counters_start_at_zero_for_loaded_bundles(model: OnnxModel) -> None:

@@ -45,6 +45,7 @@ def test_help_names_the_options() -> None:
         env={**os.environ, "COLUMNS": "200"},
     )
     assert "--models" in result.stdout and "--port" in result.stdout
+    assert "--access-log" in result.stdout and "--no-access-log" in result.stdout
 
 
 @pytest.mark.slow
