@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -161,3 +162,29 @@ def live_server() -> Callable[..., AbstractContextManager[str]]:
         return _running_server(create_app(settings))
 
     return serve
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    """Poll ``condition`` (a failed connection counts as false) until it holds, or fail the
+    test naming ``what``. Bounded, so a hung server never hangs the suite."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except (OSError, httpx.TransportError):  # not listening yet
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def wait_for() -> Callable[..., None]:
+    """``wait_for(condition, what, timeout_s=60)``: poll until true, else fail naming ``what``."""
+    return wait_until
+
+
+@pytest.fixture(scope="session")
+def loopback_port() -> Callable[[], int]:
+    """``loopback_port()``: a free TCP port on 127.0.0.1 for a server the test starts."""
+    return free_port

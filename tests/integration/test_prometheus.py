@@ -12,9 +12,7 @@ import io
 import json
 import re
 import shutil
-import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -57,9 +55,11 @@ def prometheus_binary() -> str:
 
 
 @contextmanager
-def _running_prometheus(binary: str, target: str, scratch: Path) -> Iterator[str]:
-    """Prometheus scraping ``target`` every second with the project's rules; yields its
-    address and always stops it."""
+def _running_prometheus(
+    binary: str, target: str, scratch: Path, *, port: int, wait_for: Callable[..., None]
+) -> Iterator[str]:
+    """Prometheus on ``port`` scraping ``target`` every second with the project's rules;
+    yields its address and always stops it."""
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(RULES / "*.yml")],
@@ -67,7 +67,6 @@ def _running_prometheus(binary: str, target: str, scratch: Path) -> Iterator[str
     }
     config_path = scratch / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config))
-    port = _free_port()
     log = (scratch / "prometheus.log").open("wb")
     process = subprocess.Popen(
         [
@@ -81,7 +80,11 @@ def _running_prometheus(binary: str, target: str, scratch: Path) -> Iterator[str
     )
     try:
         address = f"127.0.0.1:{port}"
-        _wait_for(lambda: _ready(address), f"Prometheus ready (log: {scratch / 'prometheus.log'})")
+        wait_for(
+            lambda: _ready(address),
+            f"Prometheus ready (log: {scratch / 'prometheus.log'})",
+            timeout_s=WAIT_S,
+        )
         yield address
     finally:
         process.terminate()
@@ -91,12 +94,6 @@ def _running_prometheus(binary: str, target: str, scratch: Path) -> Iterator[str
             process.kill()
             process.wait()
         log.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _ready(address: str) -> bool:
@@ -119,14 +116,6 @@ def _query(address: str, promql: str) -> dict[tuple[tuple[str, str], ...], float
         )
         for item in body["data"]["result"]
     }
-
-
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {WAIT_S} s waiting for {what}")
-        time.sleep(0.25)
 
 
 def _batches(session: ort.InferenceSession, bundle: Bundle) -> list[np.ndarray]:
@@ -184,6 +173,8 @@ def test_prometheus_counts_what_was_sent(
     live_server: Callable[[Settings], AbstractContextManager[str]],
     models_dir: Path,
     tmp_path: Path,
+    wait_for: Callable[..., None],
+    loopback_port: Callable[[], int],
 ) -> None:
     bundle_dir = models_dir / BUNDLE / "1"
     bundle = load_bundle(bundle_dir)
@@ -196,13 +187,16 @@ def test_prometheus_counts_what_was_sent(
 
     with (
         live_server(Settings(models_dir=models_dir)) as service,
-        _running_prometheus(prometheus_binary, service, tmp_path) as prometheus,
+        _running_prometheus(
+            prometheus_binary, service, tmp_path, port=loopback_port(), wait_for=wait_for
+        ) as prometheus,
     ):
         # The service creates its counters at 0, so a scrape before the batches lets rate() see
         # every event sent afterwards.
-        _wait_for(
+        wait_for(
             lambda: _query(prometheus, f"nae_events_scored_total{{{selector}}}") != {},
             "a first scrape of the service",
+            timeout_s=WAIT_S,
         )
         with httpx.Client(base_url=f"http://{service}", timeout=10) as client:
             _send(client, batches)
@@ -210,7 +204,11 @@ def test_prometheus_counts_what_was_sent(
         def scored() -> float:
             return sum(_query(prometheus, f"nae_events_scored_total{{{selector}}}").values())
 
-        _wait_for(lambda: scored() == n_scored, f"nae_events_scored_total == {n_scored}")
+        wait_for(
+            lambda: scored() == n_scored,
+            f"nae_events_scored_total == {n_scored}",
+            timeout_s=WAIT_S,
+        )
         stored = _query(
             prometheus, f"sum by (working_point) (nae_events_triggered_total{{{selector}}})"
         )
@@ -223,9 +221,10 @@ def test_prometheus_counts_what_was_sent(
         # Both counters start at 0 and share scrape times, so rate() extrapolates them alike and
         # the recorded fraction is exactly triggered / scored.
         expected_fractions = {name: count / n_scored for name, count in triggered.items()}
-        _wait_for(
+        wait_for(
             lambda: fractions() == pytest.approx(expected_fractions, rel=1e-6),
             f"{TRIGGER_FRACTION} == {expected_fractions}",
+            timeout_s=WAIT_S,
         )
         rates = _query(prometheus, f"{TRIGGERED_RATE}{{{selector}}}")
 

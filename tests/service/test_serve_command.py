@@ -6,33 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
 
 NAE = "import sys; from training.cli import main; sys.argv[0] = 'nae'; main()"
 
@@ -50,9 +28,12 @@ def test_help_names_the_options() -> None:
 
 @pytest.mark.slow
 def test_serve_starts_on_an_empty_directory_and_reloads_on_sighup(
-    tmp_path: Path, bundle_factory: Callable[..., Path]
+    tmp_path: Path,
+    bundle_factory: Callable[..., Path],
+    wait_for: Callable[..., None],
+    loopback_port: Callable[[], int],
 ) -> None:
-    port = _free_port()
+    port = loopback_port()
     url = f"http://127.0.0.1:{port}"
     command = [
         sys.executable,
@@ -71,11 +52,11 @@ def test_serve_starts_on_an_empty_directory_and_reloads_on_sighup(
         subprocess.Popen(command, env=env, stdout=output, stderr=output) as server,
     ):
         try:
-            _wait_for(lambda: httpx.get(f"{url}/v2/health/ready").status_code == 200, "readiness")
+            wait_for(lambda: httpx.get(f"{url}/v2/health/ready").status_code == 200, "readiness")
             assert httpx.get(f"{url}/models").json() == []
             bundle_factory(tmp_path / "models", "ev", 1, (19, 4))
             server.send_signal(signal.SIGHUP)
-            _wait_for(lambda: len(httpx.get(f"{url}/models").json()) == 1, "the SIGHUP reload")
+            wait_for(lambda: len(httpx.get(f"{url}/models").json()) == 1, "the SIGHUP reload")
         finally:
             server.send_signal(signal.SIGINT)
             server.wait(timeout=30)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,7 +53,10 @@ def test_reload_reports_refused_bundles_and_keeps_the_old_set(
 
 
 def test_hot_reload_under_concurrent_load_fails_no_request(
-    tmp_path: Path, bundle_factory: Callable[..., Path], live_server: Callable
+    tmp_path: Path,
+    bundle_factory: Callable[..., Path],
+    live_server: Callable,
+    wait_for: Callable[..., None],
 ) -> None:
     bundle_factory(tmp_path, "ev", 1, (19, 4))
     settings = Settings(models_dir=tmp_path, admin_token=TOKEN)
@@ -76,23 +78,15 @@ def test_hot_reload_under_concurrent_load_fails_no_request(
         workers = [threading.Thread(target=load) for _ in range(4)]
         for worker in workers:
             worker.start()
-        _wait_for(lambda: 1 in versions)  # the load runs before the first reload
+        wait_for(lambda: 1 in versions, "load before the first reload")
         with httpx.Client(base_url=f"http://{address}") as admin:
             for version in (2, 3, 4):
                 bundle_factory(tmp_path, "ev", version, (19, 4))
                 reload = admin.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
                 assert reload.status_code == 200
-        _wait_for(lambda: 4 in versions)  # requests after the last reload see version 4
+        wait_for(lambda: 4 in versions, "a request served by version 4")
         stop.set()
         for worker in workers:
             worker.join()
     assert failures == []
     assert 4 in versions
-
-
-def _wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    """Poll ``condition`` until it holds or ``timeout_s`` passes; the caller's asserts report
-    a timeout, and the load threads keep running meanwhile."""
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
