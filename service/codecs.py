@@ -5,6 +5,15 @@ Decoders never create one Python object per number where the format allows it: b
 copy, and JSON goes through orjson straight into ``np.array``. Every problem raises ``BadInput``
 (or ``PayloadTooLarge``) with a message that names it.
 
+``/score`` JSON bodies first try a faster path (``score_json_fast``): simdjson parses the body
+and copies the numbers of ``inputs`` into one float64 buffer, about 4x faster than orjson plus
+``np.array``. That buffer flattens ragged arrays, so the shape is checked exactly: the candidate
+shape comes from the first-element chain (``len(a)``, ``len(a[0])``, ...), and the body's
+structural skeleton (every byte but ``[``, ``]`` and ``,`` deleted) must equal the skeleton of
+that shape. The skeleton is taken from the whole body, so the path only accepts bodies whose
+other members are scalars without those characters; anything else, and every error, returns
+``None`` and the caller uses the orjson path, whose checks and messages are the reference.
+
 Raw float32 bodies (``Content-Type: application/octet-stream``) are the array's bytes in
 C order, little-endian float32, with the full shape including the batch axis in a header:
 ``X-Shape: 100,19,4``.
@@ -19,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import simdjson
 
 from service.errors import BadInput, PayloadTooLarge
 
@@ -34,6 +44,7 @@ __all__ = [
     "json_bytes",
     "json_from_body",
     "npy_bytes",
+    "score_json_fast",
     "split_binary_body",
     "tensor_from_binary",
     "tensor_from_json",
@@ -70,6 +81,64 @@ def array_from_json(values: Any, *, what: str = "inputs") -> np.ndarray:
     if array.dtype.kind not in "fiu" and array.size:
         raise BadInput(f"{what} must hold only numbers (found {_kind_name(array.dtype)})")
     return array.astype(np.float32, copy=False)
+
+
+def score_json_fast(body: bytes | memoryview) -> tuple[Any, np.ndarray] | None:
+    """``(model, float32 inputs)`` of a well-formed ``{"model": ..., "inputs": [...]}`` body, or
+    ``None`` when the body is anything else (malformed, ragged, non-numbers, out-of-range
+    numbers, duplicate keys, non-scalar members...): then ``json_from_body`` and
+    ``array_from_json`` must decode it and name the problem. A fresh parser per call: a
+    ``simdjson.Parser`` cannot parse again while documents from its last parse are alive."""
+    try:
+        doc = simdjson.Parser().parse(body)
+        if not isinstance(doc, simdjson.Object):
+            return None
+        keys = list(doc.keys())
+        if "inputs" not in keys or len(set(keys)) != len(keys):
+            return None
+        others = [(key, doc[key]) for key in keys if key != "inputs"]
+        if any(_has_structure(item) for pair in others for item in pair):
+            return None
+        inputs = doc["inputs"]
+        shape = _first_element_shape(inputs)
+        values = np.frombuffer(inputs.as_buffer(of_type="d"), dtype=np.float64)
+    except (ValueError, TypeError, RuntimeError, KeyError):
+        return None
+    skeleton = bytes(body).translate(None, _NOT_STRUCTURE).strip(b",")
+    if values.size != math.prod(shape) or skeleton != _skeleton(shape):
+        return None
+    return dict(others).get("model"), values.astype(np.float32).reshape(shape)
+
+
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b"[],")))
+
+
+def _has_structure(item: Any) -> bool:
+    """Whether a key or value other than ``inputs`` would add to the body's skeleton."""
+    if isinstance(item, str):
+        return any(char in item for char in "[],")
+    return not (item is None or isinstance(item, bool | int | float))
+
+
+def _first_element_shape(array: Any) -> tuple[int, ...]:
+    if not isinstance(array, simdjson.Array):
+        raise TypeError("inputs is not an array")
+    shape = []
+    while isinstance(array, simdjson.Array):
+        shape.append(len(array))
+        if not shape[-1]:
+            break
+        array = array[0]
+    return tuple(shape)
+
+
+@functools.lru_cache(maxsize=16)  # a 10,000-event skeleton is ~1.3 MB
+def _skeleton(shape: tuple[int, ...]) -> bytes:
+    """``[``, ``]`` and ``,`` of a JSON array of numbers with this shape: (2, 3) -> [[,,],[,,]]."""
+    text = "[" + "," * (shape[-1] - 1) + "]" if shape[-1] else "[]"
+    for dim in reversed(shape[:-1]):
+        text = "[" + ",".join([text] * dim) + "]"
+    return text.encode()
 
 
 def array_from_npy(body: bytes | memoryview) -> np.ndarray:

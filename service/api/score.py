@@ -24,6 +24,7 @@ from service.codecs import (
     json_bytes,
     json_from_body,
     npy_bytes,
+    score_json_fast,
 )
 from service.errors import BadInput
 from service.schemas import ScoreRequest, ScoreResponse
@@ -76,6 +77,9 @@ async def score(request: Request) -> Response:
     elif media_type == RAW_MEDIA_TYPE:
         bundle_model = scorer.resolve(model)
         x = array_from_raw(body, request.headers.get(SHAPE_HEADER))
+    elif media_type == "application/json" and (fast := score_json_fast(body)) is not None:
+        bundle_model = scorer.resolve(fast[0] or model)
+        x = fast[1]
     elif media_type == "application/json":
         payload = json_from_body(body)
         if not isinstance(payload, dict) or "inputs" not in payload:

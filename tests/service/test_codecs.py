@@ -17,6 +17,7 @@ from service.codecs import (
     json_bytes,
     json_from_body,
     npy_bytes,
+    score_json_fast,
     split_binary_body,
     tensor_from_binary,
     tensor_from_json,
@@ -55,6 +56,105 @@ def test_json_that_is_not_a_numeric_array_is_refused(values: object, problem: st
 def test_malformed_json_names_the_problem() -> None:
     with pytest.raises(BadInput, match="malformed JSON"):
         json_from_body(b'{"inputs": [1, 2')
+
+
+@pytest.mark.parametrize("shape", [(1, 19, 4), (7, 19, 4), (3, 5), (4,), (2, 0), (0,)])
+def test_the_simdjson_path_equals_orjson_and_np_array(shape: tuple[int, ...]) -> None:
+    values = np.random.default_rng(1).normal(scale=1e3, size=shape)
+    body = orjson.dumps({"model": "m", "inputs": values.tolist()})
+    model, decoded = score_json_fast(body)
+    expected = np.array(orjson.loads(body)["inputs"]).astype(np.float32)
+    assert model == "m"
+    assert decoded.dtype == np.float32
+    assert decoded.shape == expected.shape == shape
+    np.testing.assert_array_equal(decoded, expected)
+
+
+def test_the_simdjson_path_accepts_integers_whitespace_and_scalar_members() -> None:
+    body = b' { "inputs" : [ [1, -2] ,\n [3e2, 4.5] ] , "model": null, "x": true }'
+    model, decoded = score_json_fast(memoryview(body))
+    assert model is None
+    np.testing.assert_array_equal(decoded, np.array([[1, -2], [300, 4.5]], np.float32))
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        "[[1,2,3],[4]]",
+        "[[1,2,3],[4,5]]",  # 5 numbers: neither 2x3 nor 2x2
+        "[[1,2],[3,4,5],[6]]",  # 6 numbers, as many as 3x2
+        "[[1,2],[3],[4,5,6]]",
+        "[1,[2]]",
+        "[[1],2]",
+        "[[[1,2],[3,4]],[[5,6,7],[8]]]",  # 8 numbers, as many as 2x2x2
+        "[[[1,2],[3,4]],[[5,6],[7],[8]]]",
+        "[[[1,2],[3,4]],[[5,6],[7,8],[]]]",
+        "[[[1,2],[3,4]],[5,6,7,8]]",
+        "[[[1,2,3,4]],[[5,6],[7,8]]]",
+        "[[[1]],[[2]],[]]",
+        "[[],[1]]",
+    ],
+)
+def test_ragged_inputs_at_every_level_leave_the_simdjson_path_and_are_refused(
+    inputs: str,
+) -> None:
+    body = b'{"model": "m", "inputs": ' + inputs.encode() + b"}"
+    assert score_json_fast(body) is None
+    with pytest.raises(BadInput, match="ragged"):
+        array_from_json(json_from_body(body)["inputs"])
+
+
+@pytest.mark.parametrize(
+    ("inputs", "problem"),
+    [
+        ('[[1, "2"]]', "only numbers .*strings"),
+        ("[[1, null]]", "only numbers"),
+        ("[[true, false]]", "only numbers .*booleans"),
+        ("[[1, {}]]", "ragged|only numbers"),
+        ('[[1, {"a": 2}]]', "ragged|only numbers"),
+        ("[[1, [2]]]", "ragged"),
+    ],
+)
+def test_non_numbers_leave_the_simdjson_path_and_are_refused(inputs: str, problem: str) -> None:
+    body = b'{"inputs": ' + inputs.encode() + b"}"
+    assert score_json_fast(body) is None
+    with pytest.raises(BadInput, match=problem):
+        array_from_json(json_from_body(body)["inputs"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"inputs": [[1, 1e400]]}',
+        b'{"inputs": [[1, -1e400]]}',
+        b'{"inputs": [[1, 2]',
+        b'{"inputs": [[1, NaN]]}',
+        b'{"inputs": [[1, 2]]} trailing',
+        b"",
+    ],
+)
+def test_malformed_or_out_of_range_json_leaves_the_simdjson_path_and_is_refused(
+    body: bytes,
+) -> None:
+    assert score_json_fast(body) is None
+    with pytest.raises(BadInput, match="malformed JSON"):
+        json_from_body(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[[1, 2]]",
+        b'{"x": [[1, 2]]}',
+        b'{"inputs": 3}',
+        b'{"inputs": [[1, 2]], "inputs": [[1], [2, 3]]}',
+        b'{"model": "a,b]", "inputs": [[1, 2], [3]]}',
+        b'{"model": ["m"], "inputs": [[1, 2]]}',
+        b'{"m[": 1, "inputs": [[1, 2]]}',
+    ],
+)
+def test_unusual_bodies_leave_the_simdjson_path(body: bytes) -> None:
+    assert score_json_fast(body) is None
 
 
 def test_npy_round_trips_without_copying_c_order_data() -> None:

@@ -91,7 +91,10 @@ def _bad_requests() -> list:
         ("wrong shape", _json_body(np.zeros((2, 19, 3)).tolist()), 400, r"shape \[2, 19, 3\]"),
         ("one event", _json_body(np.zeros((19, 4)).tolist()), 400, "without the batch axis"),
         ("ragged", _json_body([[[0.0] * 4] * 19, [[0.0] * 4] * 18]), 400, "ragged"),
+        # as many numbers as [2, 19, 4]: simdjson's flat buffer alone would accept it
+        ("ragged, same count", _json_body([[[0.0] * 4] * 20, [[0.0] * 4] * 18]), 400, "ragged"),
         ("strings", _json_body([[["a"] * 4] * 19]), 400, "only numbers"),
+        ("out of range", {"content": b'{"inputs": [[[1e400, 0, 0, 0]]]}'}, 400, "malformed JSON"),
         ("empty", _json_body([]), 400, "empty batch"),
         ("too many", _json_body(np.zeros((1001, 19, 4)).tolist()), 413, "limit of 1000"),
         ("unknown model", _json_body(good.tolist(), model="nope"), 404, "no bundle named 'nope'"),
