@@ -15,12 +15,21 @@ Which particle goes where:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from training.config import DetectorConfig
-from training.data.pythia import Particles, concatenate_particles
+from training.data.pythia import Particles, merge_particles
 
-__all__ = ["ECAL_TOWER_PID", "HCAL_TOWER_PID", "detector_response", "smear_tracks", "towers"]
+__all__ = [
+    "ECAL_TOWER_PID",
+    "HCAL_TOWER_PID",
+    "Calorimeter",
+    "detector_response",
+    "smear_tracks",
+    "towers",
+]
 
 ECAL_TOWER_PID = 22
 HCAL_TOWER_PID = 130
@@ -42,44 +51,48 @@ def detector_response(
     # Muons never shower: untracked muons are simply lost.
     to_calo = ~tracked & (abs_pid != _MUON) & (np.abs(eta) < config.calo_eta_max)
     em = (abs_pid == _PHOTON) | (abs_pid == _ELECTRON)
-    parts = [
-        smear_tracks(particles.select(tracked), config, rng),
-        towers(
-            particles.select(to_calo & em),
-            cell_eta=config.ecal_cell_eta,
-            cell_phi=config.ecal_cell_phi,
-            eta_max=config.calo_eta_max,
-            stochastic=config.ecal_stochastic,
-            constant=config.ecal_constant,
-            threshold_gev=config.ecal_threshold_gev,
-            pid=ECAL_TOWER_PID,
-            rng=rng,
-        ),
-        towers(
-            particles.select(to_calo & ~em),
-            cell_eta=config.hcal_cell_eta,
-            cell_phi=config.hcal_cell_phi,
-            eta_max=config.calo_eta_max,
-            stochastic=config.hcal_stochastic,
-            constant=config.hcal_constant,
-            threshold_gev=config.hcal_threshold_gev,
-            pid=HCAL_TOWER_PID,
-            rng=rng,
-        ),
-    ]
-    merged = concatenate_particles(parts)
-    # concatenate_particles renumbers events batch after batch; undo that and sort by event.
-    event = np.concatenate([p.event for p in parts])
-    order = np.argsort(event, kind="stable")
-    return Particles(
-        event=event[order],
-        px=merged.px[order],
-        py=merged.py[order],
-        pz=merged.pz[order],
-        e=merged.e[order],
-        pid=merged.pid[order],
-        charge=merged.charge[order],
-        n_events=particles.n_events,
+    return merge_particles(
+        [
+            smear_tracks(particles.select(tracked), config, rng),
+            towers(particles.select(to_calo & em), _ecal(config), rng=rng),
+            towers(particles.select(to_calo & ~em), _hcal(config), rng=rng),
+        ]
+    )
+
+
+class Calorimeter(NamedTuple):
+    """One calorimeter layer: cell size, acceptance, sigma/E terms, threshold, tower PDG id."""
+
+    cell_eta: float
+    cell_phi: float  # [rad]
+    eta_max: float
+    stochastic: float  # [sqrt(GeV)]
+    constant: float
+    threshold_gev: float
+    pid: int
+
+
+def _ecal(config: DetectorConfig) -> Calorimeter:
+    return Calorimeter(
+        config.ecal_cell_eta,
+        config.ecal_cell_phi,
+        config.calo_eta_max,
+        config.ecal_stochastic,
+        config.ecal_constant,
+        config.ecal_threshold_gev,
+        ECAL_TOWER_PID,
+    )
+
+
+def _hcal(config: DetectorConfig) -> Calorimeter:
+    return Calorimeter(
+        config.hcal_cell_eta,
+        config.hcal_cell_phi,
+        config.calo_eta_max,
+        config.hcal_stochastic,
+        config.hcal_constant,
+        config.hcal_threshold_gev,
+        HCAL_TOWER_PID,
     )
 
 
@@ -102,20 +115,10 @@ def smear_tracks(tracks: Particles, config: DetectorConfig, rng: np.random.Gener
     )
 
 
-def towers(
-    deposits: Particles,
-    *,
-    cell_eta: float,
-    cell_phi: float,
-    eta_max: float,
-    stochastic: float,
-    constant: float,
-    threshold_gev: float,
-    pid: int,
-    rng: np.random.Generator,
-) -> Particles:
+def towers(deposits: Particles, calo: Calorimeter, *, rng: np.random.Generator) -> Particles:
     """Sum energies in eta x phi cells per event, smear, apply the threshold, and return one
     massless pseudo-particle per surviving cell at the cell centre."""
+    cell_eta, cell_phi, eta_max = calo.cell_eta, calo.cell_phi, calo.eta_max
     n_eta = int(np.ceil(2 * eta_max / cell_eta))
     n_phi = int(np.round(2 * np.pi / cell_phi))
     i_eta = np.clip(((deposits.eta + eta_max) / cell_eta).astype(np.int64), 0, n_eta - 1)
@@ -123,9 +126,9 @@ def towers(
     key = (deposits.event * n_eta + i_eta) * n_phi + i_phi
     cells, inverse = np.unique(key, return_inverse=True)
     energy = np.bincount(inverse, weights=deposits.e, minlength=len(cells))
-    resolution = np.sqrt(stochastic**2 / np.maximum(energy, 1e-9) + constant**2)
+    resolution = np.sqrt(calo.stochastic**2 / np.maximum(energy, 1e-9) + calo.constant**2)
     energy = energy * (1.0 + resolution * rng.standard_normal(len(cells)))
-    keep = energy > threshold_gev
+    keep = energy > calo.threshold_gev
     cells, energy = cells[keep], energy[keep]
 
     event = cells // (n_eta * n_phi)
@@ -138,7 +141,7 @@ def towers(
         py=pt * np.sin(phi),
         pz=pt * np.sinh(eta),
         e=energy,
-        pid=np.full(len(cells), pid, dtype=np.int32),
+        pid=np.full(len(cells), calo.pid, dtype=np.int32),
         charge=np.zeros(len(cells), dtype=np.float32),
         n_events=deposits.n_events,
     )

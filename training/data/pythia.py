@@ -30,6 +30,7 @@ __all__ = [
     "event_process_settings",
     "final_particles",
     "jet_process_settings",
+    "merge_particles",
     "pythia_version",
 ]
 
@@ -84,7 +85,7 @@ class Particles:
         return np.arctan2(self.py, self.px)
 
     def select(self, mask: np.ndarray) -> Particles:
-        """Rows where ``mask`` is true, in the same events."""
+        """Rows picked by ``mask`` (booleans or row indices), in the same events."""
         return Particles(
             event=self.event[mask],
             px=self.px[mask],
@@ -349,17 +350,31 @@ def final_particles(run: PythiaRun, n_events: int, batch_size: int = 100) -> Par
 
 
 def concatenate_particles(parts: Sequence[Particles]) -> Particles:
-    """Join batches into one ``Particles``, renumbering events consecutively."""
+    """Join batches of different events into one ``Particles``, renumbering events
+    consecutively."""
     offsets = np.cumsum([0] + [p.n_events for p in parts[:-1]])
+    events = [p.event + o for p, o in zip(parts, offsets, strict=True)]
+    return _stack(parts, np.concatenate(events), int(sum(p.n_events for p in parts)))
+
+
+def merge_particles(parts: Sequence[Particles]) -> Particles:
+    """Join several ``Particles`` of the SAME events (e.g. tracks and towers) into one, rows
+    ordered by event and, within an event, in the order of ``parts``."""
+    event = np.concatenate([p.event for p in parts])
+    order = np.argsort(event, kind="stable")
+    return _stack(parts, event, parts[0].n_events).select(order)
+
+
+def _stack(parts: Sequence[Particles], event: np.ndarray, n_events: int) -> Particles:
     return Particles(
-        event=np.concatenate([p.event + o for p, o in zip(parts, offsets, strict=True)]),
+        event=event,
         px=np.concatenate([p.px for p in parts]),
         py=np.concatenate([p.py for p in parts]),
         pz=np.concatenate([p.pz for p in parts]),
         e=np.concatenate([p.e for p in parts]),
         pid=np.concatenate([p.pid for p in parts]),
         charge=np.concatenate([p.charge for p in parts]),
-        n_events=int(sum(p.n_events for p in parts)),
+        n_events=n_events,
     )
 
 

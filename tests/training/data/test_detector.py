@@ -1,0 +1,87 @@
+"""The parametric detector on hand-made particles: where each particle goes, and what survives."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.config import DetectorConfig
+from training.data.detector import ECAL_TOWER_PID, HCAL_TOWER_PID, detector_response
+from training.data.pythia import Particles
+
+# No smearing and no inefficiency, so every number below follows from the geometry alone.
+PERFECT = DetectorConfig(
+    track_efficiency=1.0,
+    track_resolution_constant=0.0,
+    track_resolution_slope_per_gev=0.0,
+    ecal_stochastic=0.0,
+    ecal_constant=0.0,
+    hcal_stochastic=0.0,
+    hcal_constant=0.0,
+)
+
+
+def _particles(rows: list[tuple[int, int, float, float, float, float]]) -> Particles:
+    """Massless particles from (event, pid, charge, pT [GeV], eta, phi)."""
+    event, pid, charge, pt, eta, phi = (np.array(column) for column in zip(*rows, strict=True))
+    return Particles(
+        event=event.astype(np.int64),
+        px=pt * np.cos(phi),
+        py=pt * np.sin(phi),
+        pz=pt * np.sinh(eta),
+        e=pt * np.cosh(eta),
+        pid=pid.astype(np.int32),
+        charge=charge.astype(np.float32),
+        n_events=int(event.max()) + 1,
+    )
+
+
+def test_each_particle_goes_to_its_subdetector() -> None:
+    particles = _particles(
+        [
+            (0, 211, 1, 20.0, 0.5, 0.1),  # charged pion in the tracker: a track
+            (0, 22, 0, 30.0, -1.0, 2.0),  # photon: an ECAL tower
+            (1, 2112, 0, 40.0, 1.5, -2.0),  # neutron: an HCAL tower
+            (1, 13, -1, 25.0, 3.5, 0.0),  # muon beyond the tracker: lost
+            (1, 211, 1, 15.0, 3.5, 1.0),  # pion beyond the tracker: HCAL
+        ]
+    )
+    out = detector_response(particles, PERFECT, np.random.default_rng(0))
+
+    assert sorted(zip(out.event.tolist(), out.pid.tolist(), strict=True)) == [
+        (0, 22),
+        (0, 211),
+        (1, HCAL_TOWER_PID),
+        (1, HCAL_TOWER_PID),
+    ]
+    track = out.select(out.pid == 211)
+    np.testing.assert_allclose(track.pt, [20.0])  # no resolution: momentum unchanged
+    np.testing.assert_allclose(out.select(out.event == 1).e.sum(), particles.e[[2, 4]].sum())
+    assert np.all(np.diff(out.event) >= 0)
+
+
+def test_towers_sum_a_cell_point_at_its_centre_and_apply_the_threshold() -> None:
+    cell = PERFECT.ecal_cell_eta
+    particles = _particles(
+        [
+            (0, 22, 0, 10.0, 0.2 * cell, 0.01),  # two photons in one ECAL cell ...
+            (0, 22, 0, 5.0, 0.7 * cell, 0.02),
+            (0, 22, 0, 0.05, 2.0, 1.0),  # ... and one of 0.19 GeV, below the 0.5 GeV threshold
+        ]
+    )
+    out = detector_response(particles, PERFECT, np.random.default_rng(0))
+
+    assert out.pid.tolist() == [ECAL_TOWER_PID]
+    np.testing.assert_allclose(out.e, particles.e[:2].sum())
+    assert 0.0 < out.eta[0] < cell  # the cell centre, not either photon's direction
+
+
+def test_resolution_and_inefficiency_follow_the_config() -> None:
+    n = 4000
+    particles = _particles([(0, 211, 1, 100.0, 0.0, 0.0)] * n)
+    config = DetectorConfig(track_efficiency=0.5, track_resolution_slope_per_gev=0.0)
+    out = detector_response(particles, config, np.random.default_rng(1))
+    tracks = out.select(out.pid == 211)
+
+    assert abs(len(tracks.pt) / n - 0.5) < 5 * np.sqrt(0.25 / n)
+    relative = tracks.pt / 100.0 - 1.0
+    assert abs(relative.std() / config.track_resolution_constant - 1.0) < 0.1
