@@ -70,6 +70,7 @@ LAYER_WIDTHS = (76, 64, 32, 8, 32, 64, 76)
 BATCH_SIZES = (1, 100, 1_000, 10_000)
 CLIENT_COUNTS = (1, 8)
 FORMATS = ("json", "npy", "raw", "v2")
+PARTS = ("latency", "batching")  # besides the throughput matrix
 REFERENCE_RATE_HZ = 2544 * 11245.6
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
@@ -535,9 +536,9 @@ def throughput_matrix(
     rows = []
     with running_server(models_dir) as server:
         idle = server.memory_mib()["VmRSS"]
-        for fmt in FORMATS:
-            for batch in BATCH_SIZES:
-                for clients in CLIENT_COUNTS:
+        for fmt in args.formats:
+            for batch in args.batch_sizes:
+                for clients in args.clients:
                     rows.append(paired_rounds(model, server, fmt, batch, clients, args))
                     _print_row(rows[-1])
         memory = {"idle_rss_mib": idle, **server.memory_mib()}
@@ -629,14 +630,14 @@ def _print_tables(results: dict[str, object]) -> None:
         )
     print("\n| Poisson load | requests/s | p50 ms | p99 ms | server CPU us/request |")
     print("|---:|---:|---:|---:|---:|")
-    for row in results["single_event_poisson"]:
+    for row in results.get("single_event_poisson", []):
         print(
             f"| {row['load']:.0%} | {row['events_per_s']:,.0f} | {row['p50_ms']:.2f} "
             f"| {row['p99_ms']:.2f} | {row['cpu_us_per_event']:.0f} |"
         )
     print("\n| micro-batching | round | requests/s | events per ORT call | p50 ms | p99 ms |")
     print("|---|---:|---:|---:|---:|---:|")
-    for row in results["micro_batching_32_clients"]:
+    for row in results.get("micro_batching_32_clients", []):
         per_call = row["mean_events_per_ort_call"]
         print(
             f"| {row['batching']} | {row['round']} | {row['events_per_s']:,.0f} "
@@ -651,6 +652,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=2, help="shortest HTTP run (whole s)")
     parser.add_argument("--rounds", type=int, default=3, help="paired rounds per configuration")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--formats", nargs="+", choices=FORMATS, default=FORMATS)
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=BATCH_SIZES)
+    parser.add_argument("--clients", nargs="+", type=int, default=CLIENT_COUNTS)
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=PARTS,
+        help="experiments to run (latency needs the JSON 1-event 8-client throughput row)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
@@ -662,12 +673,17 @@ def main() -> None:
         throughput, memory = throughput_matrix(model, models_dir, args)
         results["throughput"], results["memory_mib"] = throughput, memory
         single_rate = next(
-            row["http_events_per_s"]
-            for row in throughput
-            if (row["format"], row["events_per_request"], row["clients"]) == ("json", 1, 8)
+            (
+                row["http_events_per_s"]
+                for row in throughput
+                if (row["format"], row["events_per_request"], row["clients"]) == ("json", 1, 8)
+            ),
+            None,
         )
-        results["single_event_poisson"] = single_event_latency(models_dir, single_rate, args)
-        results["micro_batching_32_clients"] = micro_batching(models_dir, args)
+        if "latency" in args.parts and single_rate is not None:
+            results["single_event_poisson"] = single_event_latency(models_dir, single_rate, args)
+        if "batching" in args.parts:
+            results["micro_batching_32_clients"] = micro_batching(models_dir, args)
     results["machine_after"] = machine()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -9,15 +9,15 @@ working point. Outputs go out as binary tensors when the request asks for it (pe
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import ValidationError
 
 from service import __version__
-from service.api.deps import DirectRoute, RegistryDep, read_body, scorer_of
+from service.api.deps import DocumentedRoute, RegistryDep
+from service.api.exchange import Exchange, Reply
 from service.codecs import (
     binary_body_from_parts,
     json_bytes,
@@ -37,15 +37,13 @@ from service.registry import ModelRegistry
 from service.runtime import OnnxModel
 from service.scoring import Scorer, ScoreResult
 
-__all__ = ["router"]
+__all__ = ["infer", "router"]
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 TRIGGER_PREFIX = "trigger_"
 EXTENSIONS = ["binary_tensor_data"]
-
-_Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 @router.get("/health/live")
@@ -102,56 +100,47 @@ async def model_version_ready(name: str, version: str, registry: RegistryDep) ->
     return {"name": model.name, "version": str(model.version), "ready": True}
 
 
-def _infer_route(path: str, *path_parameters: str) -> Callable[[_Endpoint], _Endpoint]:
-    """Register a scoring endpoint as a ``DirectRoute`` (the hot path: it reads its path
-    parameters and body itself), declaring the path parameters for the OpenAPI document."""
+def _document_infer(path: str, name: str, *path_parameters: str) -> None:
+    """Declare a scoring route, served by ``ScoringApp``, for the OpenAPI document."""
 
-    def register(endpoint: _Endpoint) -> _Endpoint:
-        parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in path_parameters
-        ]
-        router.add_api_route(
-            path,
-            endpoint,
-            methods=["POST"],
-            route_class_override=DirectRoute,
-            openapi_extra={"parameters": parameters},
-        )
-        return endpoint
+    async def documented() -> None:
+        """Score with the default (highest) version of bundle ``name``, or with the version
+        the path names. Binary tensors (Triton's extension) or JSON tensors."""
 
-    return register
-
-
-@_infer_route("/models/{name}/infer", "name")
-async def infer(request: Request) -> Response:
-    """Score with the default (highest) version of bundle ``name``."""
-    scorer = scorer_of(request)
-    return await _infer(scorer.resolve(request.path_params["name"]), request, scorer)
-
-
-@_infer_route("/models/{name}/versions/{version}/infer", "name", "version")
-async def infer_version(request: Request) -> Response:
-    """Score with one version of bundle ``name``."""
-    scorer = scorer_of(request)
-    params = request.path_params
-    return await _infer(
-        scorer.resolve(params["name"], _version(params["version"])), request, scorer
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in path_parameters
+    ]
+    router.add_api_route(
+        path,
+        documented,
+        name=name,
+        methods=["POST"],
+        route_class_override=DocumentedRoute,
+        openapi_extra={"parameters": parameters},
     )
 
 
-async def _infer(model: OnnxModel, request: Request, scorer: Scorer) -> Response:
-    if request.headers.get("content-encoding", "identity") != "identity":
+_document_infer("/models/{name}/infer", "infer", "name")
+_document_infer("/models/{name}/versions/{version}/infer", "infer_version", "name", "version")
+
+
+async def infer(scorer: Scorer, exchange: Exchange) -> Reply:
+    """``POST /v2/models/{name}[/versions/{version}]/infer``."""
+    params = exchange.path_params
+    version = params.get("version")
+    model = scorer.resolve(params["name"], None if version is None else _version(version))
+    if (exchange.header("content-encoding") or "identity") != "identity":
         raise BadInput("compressed request bodies are not supported; send them uncompressed")
-    body = await read_body(request)
-    header, binary = split_binary_body(body, request.headers.get(HEADER_LENGTH))
+    body = await exchange.body(scorer.settings.max_body_bytes)
+    header, binary = split_binary_body(body, exchange.header(HEADER_LENGTH.lower()))
     try:
         inference = InferenceRequest.model_validate(header)
     except ValidationError as exc:
         raise BadInput(f"invalid inference request: {_first_error(exc)}") from exc
     x = _input_array(model, inference.inputs, binary)
     result = await scorer.score(model, x)
-    return _response(result, inference)
+    return _reply(result, inference)
 
 
 def _input_array(model: OnnxModel, inputs: list[RequestInput], binary: memoryview) -> np.ndarray:
@@ -173,7 +162,7 @@ def _input_array(model: OnnxModel, inputs: list[RequestInput], binary: memoryvie
     return tensor_from_binary(tensor.name, tensor.shape, tensor.datatype, binary)
 
 
-def _response(result: ScoreResult, inference: InferenceRequest) -> Response:
+def _reply(result: ScoreResult, inference: InferenceRequest) -> Reply:
     model = result.model
     available = {model.bundle.output.name: result.scores} | {
         TRIGGER_PREFIX + name: fired for name, fired in result.triggers.items()
@@ -198,12 +187,10 @@ def _response(result: ScoreResult, inference: InferenceRequest) -> Response:
     if inference.id is not None:
         header["id"] = inference.id
     if not buffers:
-        return Response(json_bytes(header), media_type="application/json")
+        return Reply(json_bytes(header))
     content, header_length = binary_body_from_parts(header, buffers)
-    return Response(
-        content,
-        media_type="application/octet-stream",
-        headers={HEADER_LENGTH: str(header_length)},
+    return Reply(
+        content, "application/octet-stream", headers=((HEADER_LENGTH, str(header_length)),)
     )
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter
 
-from service.api.deps import DirectRoute, read_body, scorer_of
+from service.api.deps import DocumentedRoute
+from service.api.exchange import Exchange, Reply
 from service.codecs import (
     NPY_MEDIA_TYPE,
     RAW_MEDIA_TYPE,
@@ -28,10 +29,11 @@ from service.codecs import (
 )
 from service.errors import BadInput
 from service.schemas import ScoreRequest, ScoreResponse
+from service.scoring import Scorer
 
-__all__ = ["router"]
+__all__ = ["router", "score"]
 
-router = APIRouter(tags=["score"], route_class=DirectRoute)
+router = APIRouter(tags=["score"], route_class=DocumentedRoute)
 
 _REQUEST_BODY_DOC: dict[str, Any] = {
     "requestBody": {
@@ -42,7 +44,7 @@ _REQUEST_BODY_DOC: dict[str, Any] = {
             RAW_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
         },
     },
-    # A DirectRoute: the endpoint reads the query string itself, so it is declared here.
+    # Served by ``ScoringApp``: the query parameter is declared here for the OpenAPI document.
     "parameters": [
         {
             "name": "model",
@@ -57,6 +59,7 @@ _REQUEST_BODY_DOC: dict[str, Any] = {
 
 @router.post(
     "/score",
+    name="score",
     openapi_extra=_REQUEST_BODY_DOC,
     responses={
         200: {
@@ -65,18 +68,23 @@ _REQUEST_BODY_DOC: dict[str, Any] = {
         }
     },
 )
-async def score(request: Request) -> Response:
-    """Score a batch of events; see the module docstring for the body formats."""
-    scorer = scorer_of(request)
-    model = request.query_params.get("model")
-    body = await read_body(request)
-    media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+async def score_documented() -> None:
+    """Score a batch of events: JSON ``{"model": NAME, "inputs": [...]}``, an ``.npy`` body, or
+    raw little-endian float32 with ``X-Shape``; answers JSON, or ``.npy`` scores when
+    ``Accept: application/x-npy``."""
+
+
+async def score(scorer: Scorer, exchange: Exchange) -> Reply:
+    """``POST /score``; see the module docstring for the body formats."""
+    model = exchange.query("model")
+    body = await exchange.body(scorer.settings.max_body_bytes)
+    media_type = (exchange.header("content-type") or "application/json").split(";")[0].strip()
     if media_type == NPY_MEDIA_TYPE:
         bundle_model = scorer.resolve(model)
         x = array_from_npy(body)
     elif media_type == RAW_MEDIA_TYPE:
         bundle_model = scorer.resolve(model)
-        x = array_from_raw(body, request.headers.get(SHAPE_HEADER))
+        x = array_from_raw(body, exchange.header(SHAPE_HEADER))
     elif media_type == "application/json" and (fast := score_json_fast(body)) is not None:
         bundle_model = scorer.resolve(fast[0] or model)
         x = fast[1]
@@ -93,16 +101,13 @@ async def score(request: Request) -> Response:
             status=415,
         )
     result = await scorer.score(bundle_model, x)
-    if NPY_MEDIA_TYPE in request.headers.get("accept", ""):
-        return Response(
-            npy_bytes(result.scores),
-            media_type=NPY_MEDIA_TYPE,
-            headers={"X-Model": result.model.name, "X-Model-Version": str(result.model.version)},
-        )
+    if NPY_MEDIA_TYPE in (exchange.header("accept") or ""):
+        headers = (("x-model", result.model.name), ("x-model-version", str(result.model.version)))
+        return Reply(npy_bytes(result.scores), NPY_MEDIA_TYPE, headers=headers)
     content = {
         "model": result.model.name,
         "version": result.model.version,
         "scores": result.scores,
         "triggers": result.triggers,
     }
-    return Response(json_bytes(content), media_type="application/json")
+    return Reply(json_bytes(content))
