@@ -657,7 +657,7 @@ def main() -> None:
     parser.add_argument("--clients", nargs="+", type=int, default=CLIENT_COUNTS)
     parser.add_argument(
         "--parts",
-        nargs="+",
+        nargs="*",
         choices=PARTS,
         default=PARTS,
         help="experiments to run (latency needs the JSON 1-event 8-client throughput row)",

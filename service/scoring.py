@@ -1,6 +1,7 @@
 """The data plane shared by ``/score`` and ``/v2``: resolve the bundle -> validate the batch ->
-run ONNX Runtime (inline, in the threadpool, or through the micro-batcher) -> count -> return
-arrays. HTTP formats stay in ``api``; this layer sees only numpy arrays.
+run ONNX Runtime, apply the thresholds and count (inline, in the threadpool, or once per merged
+batch through the micro-batcher) -> return arrays. HTTP formats stay in ``api``; this layer sees
+only numpy arrays.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Scorer:
         self.registry = registry
         self.metrics = metrics
         self.settings = settings
+        self.in_flight = 0
+        """Scoring requests being served (maintained by the HTTP layer, ``serve_hot``)."""
         # One batcher per loaded model, dropped with the model when a reload replaces it.
         self._batchers: weakref.WeakKeyDictionary[OnnxModel, MicroBatcher] = (
             weakref.WeakKeyDictionary()
@@ -56,25 +59,23 @@ class Scorer:
 
     async def score(self, model: OnnxModel, x: np.ndarray) -> ScoreResult:
         """Validate ``x`` ``(N, *input_shape)`` for ``model``, score it, count it. Nothing is
-        counted unless the whole batch was scored."""
+        counted unless the whole batch was scored; a micro-batched request is counted with
+        the merged batch it was scored in."""
         x = check_batch(x, model.input_shape, max_batch_size=self.settings.max_batch_size)
-        scores = await self._run(model, x)
-        triggers = model.triggers(scores)
-        self.metrics.record_scores(model, scores, triggers)
-        return ScoreResult(model=model, scores=scores, triggers=triggers)
-
-    async def _run(self, model: OnnxModel, x: np.ndarray) -> np.ndarray:
         if self.settings.batching_enabled:
-            return await self._batcher(model).score(x)
-        if len(x) <= self.settings.inline_max_events:
-            return self._timed_score(model, x)
-        return await anyio.to_thread.run_sync(self._timed_score, model, x)
+            scores = await self._batcher(model).score(x)
+            return ScoreResult(model=model, scores=scores, triggers=model.triggers(scores))
+        if len(x) <= self.settings.inline_max_events or self.in_flight <= 1:
+            return self._score_and_count(model, x)
+        return await anyio.to_thread.run_sync(self._score_and_count, model, x)
 
-    def _timed_score(self, model: OnnxModel, x: np.ndarray) -> np.ndarray:
+    def _score_and_count(self, model: OnnxModel, x: np.ndarray) -> ScoreResult:
         start = time.perf_counter()
         scores = model.score(x)
         self.metrics.record_inference(model, len(x), time.perf_counter() - start)
-        return scores
+        triggers = model.triggers(scores)
+        self.metrics.record_scores(model, scores, triggers)
+        return ScoreResult(model=model, scores=scores, triggers=triggers)
 
     def _batcher(self, model: OnnxModel) -> MicroBatcher:
         batcher = self._batchers.get(model)
@@ -83,7 +84,7 @@ class Scorer:
             # A weak reference: a strong one from the value would keep the key alive forever.
             model_ref = weakref.ref(model)
             batcher = MicroBatcher(
-                lambda x: self._timed_score(model_ref(), x),
+                lambda x: self._score_and_count(model_ref(), x).scores,
                 max_batch_size=self.settings.batching_max_batch_size,
                 max_queue_delay_us=self.settings.batching_max_queue_delay_us,
                 on_queue_depth=depth.set,

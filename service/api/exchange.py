@@ -149,6 +149,7 @@ async def serve_hot(
     nothing failed here and nobody reads the answer."""
     start = time.perf_counter()
     status = 500
+    scorer.in_flight += 1
     try:
         try:
             reply = await endpoint(scorer, Exchange(scope, receive, path_params))
@@ -169,4 +170,5 @@ async def serve_hot(
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
     finally:
+        scorer.in_flight -= 1
         scorer.metrics.record_request(template, status, time.perf_counter() - start)

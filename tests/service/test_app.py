@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.types import Message
 
-from service.app import create_app
+from service.app import create_app, hot_route
 from service.settings import Settings
 
 
@@ -39,6 +39,43 @@ def test_routing_and_validation_errors_use_the_error_shape(client: TestClient) -
     ]:
         assert response.status_code == status
         assert set(response.json()) == {"error"}
+
+
+@pytest.mark.parametrize(
+    ("path", "template", "params"),
+    [
+        ("/score", "/score", {}),
+        ("/v2/models/m/infer", "/v2/models/{name}/infer", {"name": "m"}),
+        (
+            "/v2/models/m/versions/3/infer",
+            "/v2/models/{name}/versions/{version}/infer",
+            {"name": "m", "version": "3"},
+        ),
+        ("/v2/models//infer", None, None),
+        ("/v2/models/m/versions//infer", None, None),
+        ("/v2/models/m/x/3/infer", None, None),
+        ("/v2/models/m/ready", None, None),
+        ("/score/", None, None),
+    ],
+)
+def test_hot_routes_match_only_the_scoring_paths(
+    path: str, template: str | None, params: dict[str, str] | None
+) -> None:
+    match = hot_route(path)
+    assert (match and match[1:]) == ((template, params) if template else None)
+
+
+def test_the_hot_routes_are_in_the_openapi_document(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    score = paths["/score"]["post"]
+    assert {"application/json", "application/x-npy", "application/octet-stream"} <= set(
+        score["requestBody"]["content"]
+    )
+    assert [p["name"] for p in score["parameters"]] == ["model"]
+    infer = paths["/v2/models/{name}/versions/{version}/infer"]["post"]
+    assert [p["name"] for p in infer["parameters"]] == ["name", "version"]
+    # Other methods on a hot path fall through to FastAPI.
+    assert client.get("/v2/models/m/infer").status_code == 405
 
 
 def _call(

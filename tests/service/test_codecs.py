@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
+from service import codecs
 from service.codecs import (
     array_from_json,
     array_from_npy,
@@ -68,6 +69,20 @@ def test_the_simdjson_path_equals_orjson_and_np_array(shape: tuple[int, ...]) ->
     assert decoded.dtype == np.float32
     assert decoded.shape == expected.shape == shape
     np.testing.assert_array_equal(decoded, expected)
+
+
+def test_the_reused_parser_decodes_bodies_of_any_size_in_any_order() -> None:
+    """The thread's parser is reused: a large body, then a small one, a rejected one, and a
+    body above the reuse limit (which gets its own parser) must all decode as when fresh."""
+    rng = np.random.default_rng(2)
+    sizes = [(500, 19, 4), (1, 19, 4), None, (3, 7), (codecs._REUSE_MAX_BYTES // 8, 1), (2, 2)]
+    for shape in sizes:
+        if shape is None:
+            assert score_json_fast(b'{"inputs": [[1, 2], [3]]}') is None
+            continue
+        values = rng.normal(size=shape)
+        _, decoded = score_json_fast(orjson.dumps({"inputs": values.tolist()}))
+        np.testing.assert_array_equal(decoded, values.astype(np.float32))
 
 
 def test_the_simdjson_path_accepts_integers_whitespace_and_scalar_members() -> None:

@@ -165,14 +165,21 @@ def test_an_empty_models_directory_starts_and_says_no_bundle_is_loaded(tmp_path:
     assert "no bundle is loaded" in response.json()["error"]
 
 
+# inline_max_events=0: concurrent requests go to the threadpool; batching: merged batches.
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"inline_max_events": 0}, {"batching_enabled": True, "batching_max_batch_size": 64}],
+    ids=["inline", "threadpool", "micro-batched"],
+)
 def test_counters_are_exact_under_concurrent_requests(
     models_dir: Path,
     live_server: Callable,
     metric_value: Callable[..., float],
+    settings: dict[str, object],
 ) -> None:
     rng = np.random.default_rng(8)
     batches = [rng.normal(size=(int(n), 19, 4)).astype(np.float32) for n in rng.integers(1, 60, 64)]
-    with live_server(Settings(models_dir=models_dir)) as address:
+    with live_server(Settings(models_dir=models_dir, **settings)) as address:
 
         def send(x: np.ndarray) -> np.ndarray:
             with httpx.Client(base_url=f"http://{address}") as http:
@@ -185,7 +192,12 @@ def test_counters_are_exact_under_concurrent_requests(
                     },
                 )
             response.raise_for_status()
-            return np.array(response.json()["scores"], np.float32)
+            answer = response.json()
+            scores = np.array(answer["scores"], np.float32)
+            np.testing.assert_allclose(scores, _expected(x), rtol=1e-5)
+            for name, threshold in THRESHOLDS.items():
+                np.testing.assert_array_equal(answer["triggers"][name], scores > threshold)
+            return scores
 
         with ThreadPoolExecutor(8) as pool:
             scores = np.concatenate(list(pool.map(send, batches)))
