@@ -135,8 +135,17 @@ def free_port() -> int:
 def _running_server(app: object) -> Iterator[str]:
     import uvicorn
 
+    from service.http_protocol import CorkedHttpToolsProtocol
+
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        http=CorkedHttpToolsProtocol,  # as `nae serve` runs it
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()

@@ -64,6 +64,7 @@ def serve(
     uvicorn = require("uvicorn", "serve")
     require("onnxruntime", "serve")
     from service.app import create_app
+    from service.http_protocol import CorkedHttpToolsProtocol
     from service.settings import Settings
 
     settings = Settings(**({"models_dir": models} if models is not None else {}))
@@ -74,6 +75,7 @@ def serve(
         port=port,
         log_level="info",
         access_log=access_log,
+        http=CorkedHttpToolsProtocol,
     )
 
 
