@@ -48,13 +48,14 @@ class ScoringApp(FastAPI):
     own work about a fifth of it. The routes stay declared in FastAPI for the OpenAPI document
     (``DocumentedRoute``); any other method on these paths falls through to FastAPI (405)."""
 
+    scorer: Scorer
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             hot = hot_route(scope["path"])
             if hot is not None:
                 endpoint, template, params = hot
-                scorer = self.state.scorer
-                await serve_hot(endpoint, template, params, scorer, scope, receive, send)
+                await serve_hot(endpoint, template, params, self.scorer, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 
@@ -96,7 +97,7 @@ def create_app(settings: Settings, *, reload_on_sighup: bool = False) -> Scoring
         summary="Anomaly-trigger scores for LHC events and jets (ONNX Runtime).",
         lifespan=lifespan,
     )
-    app.state.scorer = scorer
+    app.state.scorer = app.scorer = scorer
     for router in (score.router, oip.router, models.router, metrics.router, admin.router):
         app.include_router(router)
     _install_error_handlers(app)

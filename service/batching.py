@@ -3,7 +3,8 @@
 Many clients sending single events pay the per-call overhead of ONNX Runtime (and a thread hop)
 once per event; merged, they pay it once per batch. A request waits at most
 ``max_queue_delay_us`` for others to join, and a batch never exceeds ``max_batch_size`` events.
-Requests that alone reach that size skip the queue.
+Requests that alone reach that size skip the queue. A merged batch up to ``inline_max_events``
+runs on the event loop, a larger one in the threadpool (as unbatched requests do).
 
 The drain task runs only while requests are queued and exits when the queue is empty, so a
 batcher needs no shutdown and is dropped together with its model after a reload.
@@ -30,16 +31,21 @@ class MicroBatcher:
         *,
         max_batch_size: int,
         max_queue_delay_us: int,
-        on_queue_depth: Callable[[int], None] = lambda depth: None,
+        inline_max_events: int = 0,
     ) -> None:
         self._run = run
         self._max_batch_size = max_batch_size
         self._max_delay_seconds = max_queue_delay_us * 1e-6
-        self._on_queue_depth = on_queue_depth
+        self._inline_max_events = inline_max_events
         self._pending: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
         self._pending_events = 0
         self._full = asyncio.Event()
         self._drain_task: asyncio.Task[None] | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting (``nae_batch_queue_depth`` reads it at scrape time)."""
+        return len(self._pending)
 
     async def score(self, x: np.ndarray) -> np.ndarray:
         """Scores of ``x`` ``(N,)``, computed together with whatever else is queued."""
@@ -48,7 +54,6 @@ class MicroBatcher:
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._pending.append((x, future))
         self._pending_events += len(x)
-        self._on_queue_depth(len(self._pending))
         if self._pending_events >= self._max_batch_size:
             self._full.set()
         if self._drain_task is None or self._drain_task.done():
@@ -74,14 +79,16 @@ class MicroBatcher:
         self._pending_events -= size
         if self._pending_events < self._max_batch_size:
             self._full.clear()
-        self._on_queue_depth(len(self._pending))
         return batch
 
     async def _run_batch(self, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
         arrays = [x for x, _ in batch]
         merged = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
         try:
-            scores = await anyio.to_thread.run_sync(self._run, merged)
+            if len(merged) <= self._inline_max_events:
+                scores = self._run(merged)
+            else:
+                scores = await anyio.to_thread.run_sync(self._run, merged)
         except Exception as exc:  # every waiting request gets the failure, the drain goes on
             for _, future in batch:
                 if not future.done():

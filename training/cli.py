@@ -75,6 +75,8 @@ def serve(
         port=port,
         log_level="info",
         access_log=access_log,
+        # X-Forwarded-For only changes the client address, which only the access log shows.
+        proxy_headers=access_log,
         http=CorkedHttpToolsProtocol,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -36,16 +37,40 @@ def test_concurrent_requests_are_merged_and_get_their_own_scores() -> None:
     rng = np.random.default_rng(3)
     requests = [rng.normal(size=(int(n), 19, 4)).astype(np.float32) for n in rng.integers(1, 5, 40)]
     recorder, depths = Recorder(), []
-    batcher = MicroBatcher(
-        recorder, max_batch_size=32, max_queue_delay_us=20_000, on_queue_depth=depths.append
-    )
-    results = asyncio.run(_score_all(batcher, requests))
+
+    async def score_all_watching_the_queue(batcher: MicroBatcher) -> list[np.ndarray]:
+        tasks = [asyncio.create_task(batcher.score(x)) for x in requests]
+        while not all(task.done() for task in tasks):
+            depths.append(batcher.queue_depth)
+            await asyncio.sleep(0)
+        depths.append(batcher.queue_depth)
+        return [task.result() for task in tasks]
+
+    batcher = MicroBatcher(recorder, max_batch_size=32, max_queue_delay_us=20_000)
+    results = asyncio.run(score_all_watching_the_queue(batcher))
     for x, scores in zip(requests, results, strict=True):
         np.testing.assert_array_equal(scores, _score(x))
     assert sum(recorder.sizes) == sum(len(x) for x in requests)
     assert max(recorder.sizes) <= 32
     assert len(recorder.sizes) < len(requests)  # merging happened
     assert max(depths) > 1 and depths[-1] == 0
+
+
+def test_small_merged_batches_run_on_the_event_loop_and_large_ones_in_a_thread() -> None:
+    threads: list[int] = []
+
+    def run(x: np.ndarray) -> np.ndarray:
+        threads.append(threading.get_ident())
+        return _score(x)
+
+    async def scenario() -> int:
+        batcher = MicroBatcher(run, max_batch_size=64, max_queue_delay_us=1000, inline_max_events=8)
+        await asyncio.gather(*(batcher.score(np.ones((2, 19, 4), np.float32)) for _ in range(3)))
+        await asyncio.gather(*(batcher.score(np.ones((5, 19, 4), np.float32)) for _ in range(3)))
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(scenario())
+    assert threads == [loop_thread, threads[1]] and threads[1] != loop_thread
 
 
 def test_a_request_as_large_as_a_batch_skips_the_queue() -> None:
