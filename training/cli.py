@@ -65,10 +65,12 @@ def serve(
     require("onnxruntime", "serve")
     from service.app import create_app
     from service.http_protocol import CorkedHttpToolsProtocol
+    from service.memory import keep_freed_memory
     from service.settings import Settings
 
     settings = Settings(**({"models_dir": models} if models is not None else {}))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    keep_freed_memory()
     uvicorn.run(
         create_app(settings, reload_on_sighup=True),
         host=host,
