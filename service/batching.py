@@ -22,12 +22,17 @@ import numpy as np
 __all__ = ["MicroBatcher"]
 
 
+Outputs = tuple[np.ndarray, ...]
+
+
 class MicroBatcher:
-    """Queue of ``(events, future)``; ``run`` scores a merged batch ``(N, ...) -> (N,)``."""
+    """Queue of ``(events, future)``; ``run`` scores a merged batch ``(N, ...)`` into a tuple
+    of arrays whose last axis is the event (scores ``(N,)``, triggers ``(n, N)``...), and each
+    request gets the tuple of its slices."""
 
     def __init__(
         self,
-        run: Callable[[np.ndarray], np.ndarray],
+        run: Callable[[np.ndarray], Outputs],
         *,
         max_batch_size: int,
         max_queue_delay_us: int,
@@ -37,7 +42,7 @@ class MicroBatcher:
         self._max_batch_size = max_batch_size
         self._max_delay_seconds = max_queue_delay_us * 1e-6
         self._inline_max_events = inline_max_events
-        self._pending: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
+        self._pending: list[tuple[np.ndarray, asyncio.Future[Outputs]]] = []
         self._pending_events = 0
         self._full = asyncio.Event()
         self._drain_task: asyncio.Task[None] | None = None
@@ -47,11 +52,11 @@ class MicroBatcher:
         """Requests waiting (``nae_batch_queue_depth`` reads it at scrape time)."""
         return len(self._pending)
 
-    async def score(self, x: np.ndarray) -> np.ndarray:
-        """Scores of ``x`` ``(N,)``, computed together with whatever else is queued."""
+    async def score(self, x: np.ndarray) -> Outputs:
+        """``run``'s outputs for ``x``, computed together with whatever else is queued."""
         if len(x) >= self._max_batch_size:
             return await anyio.to_thread.run_sync(self._run, x)
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         self._pending.append((x, future))
         self._pending_events += len(x)
         if self._pending_events >= self._max_batch_size:
@@ -68,7 +73,7 @@ class MicroBatcher:
             batch = self._take()
             await self._run_batch(batch)
 
-    def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
+    def _take(self) -> list[tuple[np.ndarray, asyncio.Future[Outputs]]]:
         """Pop whole requests from the front until the next would overflow the batch."""
         n_taken, size = 0, 0
         for x, _ in self._pending:
@@ -81,20 +86,21 @@ class MicroBatcher:
             self._full.clear()
         return batch
 
-    async def _run_batch(self, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
+    async def _run_batch(self, batch: list[tuple[np.ndarray, asyncio.Future[Outputs]]]) -> None:
         arrays = [x for x, _ in batch]
         merged = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
         try:
             if len(merged) <= self._inline_max_events:
-                scores = self._run(merged)
+                outputs = self._run(merged)
             else:
-                scores = await anyio.to_thread.run_sync(self._run, merged)
+                outputs = await anyio.to_thread.run_sync(self._run, merged)
         except Exception as exc:  # every waiting request gets the failure, the drain goes on
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
         offsets = np.cumsum([len(x) for x in arrays])[:-1]
-        for (_, future), part in zip(batch, np.split(scores, offsets), strict=True):
+        parts = [np.split(output, offsets, axis=-1) for output in outputs]
+        for i, (_, future) in enumerate(batch):
             if not future.done():  # a disconnected client's request was cancelled
-                future.set_result(part)
+                future.set_result(tuple(output_parts[i] for output_parts in parts))

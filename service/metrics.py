@@ -121,13 +121,12 @@ class Metrics:
         self._info.models = models
         self._series = {model: self._bundle_series(model) for model in models}
 
-    def record_scores(
-        self, model: OnnxModel, scores: np.ndarray, triggers: dict[str, np.ndarray]
-    ) -> None:
-        """Count one scored batch: totals, triggered totals, score histogram, sliding window."""
+    def record_scores(self, model: OnnxModel, scores: np.ndarray, fired: np.ndarray) -> None:
+        """Count one scored batch (``fired``: ``model.fired(scores)``): totals, triggered
+        totals, score histogram, sliding window."""
         series = self._series_of(model)
         series.events_scored.inc(len(scores))
-        triggered = np.array([np.count_nonzero(fired) for fired in triggers.values()], np.int64)
+        triggered = np.count_nonzero(fired, axis=1).astype(np.int64, copy=False)
         for child, count in zip(series.events_triggered, triggered.tolist(), strict=True):
             if count:  # inc(0) changes nothing but costs a lock
                 child.inc(count)

@@ -37,10 +37,13 @@ class OnnxModel:
         """Anomaly scores ``(N,)`` float32 of a validated batch ``(N, *input_shape)`` float32."""
         return self._session.run([self._output_name], {self._input_name: x})[0]
 
+    def fired(self, scores: np.ndarray) -> np.ndarray:
+        """Bool ``(n_working_points, N)``: ``score > threshold`` (the calibration's rule)."""
+        return scores[None, :] > self.thresholds[:, None]
+
     def triggers(self, scores: np.ndarray) -> dict[str, np.ndarray]:
-        """Working point name -> bool ``(N,)``: ``score > threshold`` (the calibration's rule)."""
-        fired = scores[None, :] > self.thresholds[:, None]  # (n_working_points, N), rows contiguous
-        return {name: fired[i] for i, name in enumerate(self.working_points)}
+        """Working point name -> bool ``(N,)``, the rows of ``fired``."""
+        return dict(zip(self.working_points, self.fired(scores), strict=True))
 
     def _check_interface(self) -> None:
         """Refuse a graph whose input/output differ from bundle.json, and warm the session up

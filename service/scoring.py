@@ -63,19 +63,22 @@ class Scorer:
         the merged batch it was scored in."""
         x = check_batch(x, model.input_shape, max_batch_size=self.settings.max_batch_size)
         if self.settings.batching_enabled:
-            scores = await self._batcher(model).score(x)
-            return ScoreResult(model=model, scores=scores, triggers=model.triggers(scores))
-        if len(x) <= self.settings.inline_max_events or self.in_flight <= 1:
-            return self._score_and_count(model, x)
-        return await anyio.to_thread.run_sync(self._score_and_count, model, x)
+            scores, fired = await self._batcher(model).score(x)
+        elif len(x) <= self.settings.inline_max_events or self.in_flight <= 1:
+            scores, fired = self._score_and_count(model, x)
+        else:
+            scores, fired = await anyio.to_thread.run_sync(self._score_and_count, model, x)
+        triggers = dict(zip(model.working_points, fired, strict=True))
+        return ScoreResult(model=model, scores=scores, triggers=triggers)
 
-    def _score_and_count(self, model: OnnxModel, x: np.ndarray) -> ScoreResult:
+    def _score_and_count(self, model: OnnxModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores ``(N,)`` and ``model.fired`` ``(n_working_points, N)``, counted."""
         start = time.perf_counter()
         scores = model.score(x)
         self.metrics.record_inference(model, len(x), time.perf_counter() - start)
-        triggers = model.triggers(scores)
-        self.metrics.record_scores(model, scores, triggers)
-        return ScoreResult(model=model, scores=scores, triggers=triggers)
+        fired = model.fired(scores)
+        self.metrics.record_scores(model, scores, fired)
+        return scores, fired
 
     def _batcher(self, model: OnnxModel) -> MicroBatcher:
         batcher = self._batchers.get(model)
@@ -84,7 +87,7 @@ class Scorer:
             # and the gauge must not keep a replaced model's batcher.
             model_ref = weakref.ref(model)
             batcher = MicroBatcher(
-                lambda x: self._score_and_count(model_ref(), x).scores,
+                lambda x: self._score_and_count(model_ref(), x),
                 max_batch_size=self.settings.batching_max_batch_size,
                 max_queue_delay_us=self.settings.batching_max_queue_delay_us,
                 inline_max_events=self.settings.inline_max_events,

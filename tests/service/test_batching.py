@@ -1,4 +1,4 @@
-"""``MicroBatcher``: merged calls give the same scores as unbatched ones."""
+"""``MicroBatcher``: merged calls give each request the same outputs as unbatched ones."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ def _score(x: np.ndarray) -> np.ndarray:
     return (x.astype(np.float64) ** 2).reshape(len(x), -1).sum(axis=1).astype(np.float32)
 
 
+def _outputs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores ``(N,)`` and two rows of thresholds ``(2, N)``: events on the last axis."""
+    scores = _score(x)
+    return scores, scores[None, :] > np.array([[10.0], [100.0]], np.float32)
+
+
 class Recorder:
     """The scoring function, recording the batch size of every call."""
 
@@ -22,14 +28,14 @@ class Recorder:
         self.sizes: list[int] = []
         self.fail = fail
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.sizes.append(len(x))
         if self.fail:
             raise RuntimeError("onnxruntime exploded")
-        return _score(x)
+        return _outputs(x)
 
 
-async def _score_all(batcher: MicroBatcher, requests: list[np.ndarray]) -> list[np.ndarray]:
+async def _score_all(batcher: MicroBatcher, requests: list[np.ndarray]) -> list[tuple]:
     return await asyncio.gather(*(batcher.score(x) for x in requests))
 
 
@@ -38,7 +44,7 @@ def test_concurrent_requests_are_merged_and_get_their_own_scores() -> None:
     requests = [rng.normal(size=(int(n), 19, 4)).astype(np.float32) for n in rng.integers(1, 5, 40)]
     recorder, depths = Recorder(), []
 
-    async def score_all_watching_the_queue(batcher: MicroBatcher) -> list[np.ndarray]:
+    async def score_all_watching_the_queue(batcher: MicroBatcher) -> list[tuple]:
         tasks = [asyncio.create_task(batcher.score(x)) for x in requests]
         while not all(task.done() for task in tasks):
             depths.append(batcher.queue_depth)
@@ -48,8 +54,10 @@ def test_concurrent_requests_are_merged_and_get_their_own_scores() -> None:
 
     batcher = MicroBatcher(recorder, max_batch_size=32, max_queue_delay_us=20_000)
     results = asyncio.run(score_all_watching_the_queue(batcher))
-    for x, scores in zip(requests, results, strict=True):
-        np.testing.assert_array_equal(scores, _score(x))
+    for x, (scores, fired) in zip(requests, results, strict=True):
+        expected_scores, expected_fired = _outputs(x)
+        np.testing.assert_array_equal(scores, expected_scores)
+        np.testing.assert_array_equal(fired, expected_fired)
     assert sum(recorder.sizes) == sum(len(x) for x in requests)
     assert max(recorder.sizes) <= 32
     assert len(recorder.sizes) < len(requests)  # merging happened
@@ -59,9 +67,9 @@ def test_concurrent_requests_are_merged_and_get_their_own_scores() -> None:
 def test_small_merged_batches_run_on_the_event_loop_and_large_ones_in_a_thread() -> None:
     threads: list[int] = []
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         threads.append(threading.get_ident())
-        return _score(x)
+        return _outputs(x)
 
     async def scenario() -> int:
         batcher = MicroBatcher(run, max_batch_size=64, max_queue_delay_us=1000, inline_max_events=8)
@@ -77,7 +85,7 @@ def test_a_request_as_large_as_a_batch_skips_the_queue() -> None:
     recorder = Recorder()
     batcher = MicroBatcher(recorder, max_batch_size=8, max_queue_delay_us=1_000_000)
     x = np.ones((8, 19, 4), np.float32)
-    np.testing.assert_array_equal(asyncio.run(batcher.score(x)), _score(x))
+    np.testing.assert_array_equal(asyncio.run(batcher.score(x))[0], _score(x))
     assert recorder.sizes == [8]
 
 

@@ -49,7 +49,7 @@ def test_every_contract_metric_is_exposed_with_its_labels(model: OnnxModel) -> N
     metrics = Metrics(registry, window_seconds=60, reference_rate_hz=1000.0)
     metrics.describe_bundles([model])
     scores = np.array([10.0, 80.0, 95.0, 100.0], np.float32)
-    metrics.record_scores(model, scores, model.triggers(scores))
+    metrics.record_scores(model, scores, model.fired(scores))
     metrics.record_inference(model, 4, 0.001)
     metrics.record_request("/score", 200, 0.002)
     samples = _samples(registry)
@@ -96,7 +96,7 @@ def test_score_histogram_buckets_match_numpy(model: OnnxModel, n_events: int) ->
             [0.0, -1.0, 1e-30, 1e30],
         ]
     ).astype(np.float32)
-    metrics.record_scores(model, scores, model.triggers(scores))
+    metrics.record_scores(model, scores, model.fired(scores))
     samples = _samples(registry)
     for edge in SCORE_BUCKETS:
         bucket = _labels(model="ev", version="3", le=str(edge))
@@ -123,9 +123,9 @@ def test_the_trigger_window_forgets_old_events(model: OnnxModel) -> None:
     loose = _labels(model="ev", version="3", working_point="loose")
     everything = np.full(10, 100.0, np.float32)
     nothing = np.zeros(30, np.float32)
-    metrics.record_scores(model, everything, model.triggers(everything))
+    metrics.record_scores(model, everything, model.fired(everything))
     clock.now += 5
-    metrics.record_scores(model, nothing, model.triggers(nothing))
+    metrics.record_scores(model, nothing, model.fired(nothing))
     assert _samples(registry)["nae_trigger_fraction", loose] == pytest.approx(10 / 40)
     clock.now += 6  # the first batch leaves the window
     assert _samples(registry)["nae_trigger_fraction", loose] == 0.0
