@@ -285,21 +285,18 @@ class Server:
 
 
 @contextmanager
-def running_server(models_dir: Path, **settings: str) -> Iterator[Server]:
-    """Start `nae serve` on a free loopback port with NAE_* settings; always stop it."""
+def running_server(
+    models_dir: Path, command: list[str] | None = None, **settings: str
+) -> Iterator[Server]:
+    """Start `nae serve` (or ``command``, which gets ``--port PORT`` appended) on a free
+    loopback port with NAE_* settings; always stop it."""
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env |= {f"NAE_{key.upper()}": value for key, value in settings.items()}
-    command = [
-        str(Path(sys.executable).with_name("nae")),
-        "serve",
-        "--models",
-        str(models_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    if command is None:
+        nae = str(Path(sys.executable).with_name("nae"))
+        command = [nae, "serve", "--models", str(models_dir), "--host", "127.0.0.1"]
+    command = [*command, "--port", str(port)]
     # The server's log (start-up lines; `nae serve` has no access log by default) goes next to
     # the models directory, out of the tables.
     with (models_dir.parent / f"serve-{port}.log").open("wb") as log:
@@ -624,7 +621,7 @@ def _print_tables(results: dict[str, object]) -> None:
         print(
             f"| {row['format']} | {row['events_per_request']:,} | {row['clients']} "
             f"| {row['http_events_per_s']:,.0f} | {row['raw_events_per_s']:,.0f} "
-            f"| {row['ratio']:.1%} ({row['ratio_min']:.0%}-{row['ratio_max']:.0%}) "
+            f"| {row['ratio']:.1%} ({row['ratio_min']:.1%}-{row['ratio_max']:.1%}) "
             f"| {row['server_cpu_us_per_event']:.2f} | {row['raw_cpu_us_per_event']:.3f} "
             f"| {row['p50_ms']:.2f} | {row['p99_ms']:.2f} |"
         )

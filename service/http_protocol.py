@@ -3,7 +3,7 @@
 uvicorn writes a response's status line and headers when the app sends
 ``http.response.start``, and the body on ``http.response.body``: two ``send`` calls and two TCP
 segments per response, which the client must also read separately. On a single-event request
-that is ~15% of uvicorn's own CPU (a bare ASGI app here: 50 -> 42 us per request, 20.5k ->
+that is ~15% of uvicorn's own CPU (a bare ASGI app here: 49 -> 41 us per request, 20.5k ->
 23.5k requests/s, p99 0.72 -> 0.42 ms at 8 clients). ``CorkedHttpToolsProtocol`` gives the
 protocol a transport that gathers the writes of one event-loop step and flushes them with one
 ``writelines`` (``writev``) at the end of it. ``nae serve`` passes it as uvicorn's ``http``
