@@ -3,8 +3,8 @@
 Many clients sending single events pay the per-call overhead of ONNX Runtime (and a thread hop)
 once per event; merged, they pay it once per batch. A request waits at most
 ``max_queue_delay_us`` for others to join, and a batch never exceeds ``max_batch_size`` events.
-Requests that alone reach that size skip the queue. A merged batch up to ``inline_max_events``
-runs on the event loop, a larger one in the threadpool (as unbatched requests do).
+Requests that alone reach that size skip the queue. ``run`` is a coroutine: it decides where
+ONNX Runtime runs and counts the merged batch.
 
 The drain task runs only while requests are queued and exits when the queue is empty, so a
 batcher needs no shutdown and is dropped together with its model after a reload.
@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-import anyio.to_thread
 import numpy as np
 
 __all__ = ["MicroBatcher"]
@@ -32,16 +31,14 @@ class MicroBatcher:
 
     def __init__(
         self,
-        run: Callable[[np.ndarray], Outputs],
+        run: Callable[[np.ndarray], Awaitable[Outputs]],
         *,
         max_batch_size: int,
         max_queue_delay_us: int,
-        inline_max_events: int = 0,
     ) -> None:
         self._run = run
         self._max_batch_size = max_batch_size
         self._max_delay_seconds = max_queue_delay_us * 1e-6
-        self._inline_max_events = inline_max_events
         self._pending: list[tuple[np.ndarray, asyncio.Future[Outputs]]] = []
         self._pending_events = 0
         self._full = asyncio.Event()
@@ -55,7 +52,7 @@ class MicroBatcher:
     async def score(self, x: np.ndarray) -> Outputs:
         """``run``'s outputs for ``x``, computed together with whatever else is queued."""
         if len(x) >= self._max_batch_size:
-            return await anyio.to_thread.run_sync(self._run, x)
+            return await self._run(x)
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         self._pending.append((x, future))
         self._pending_events += len(x)
@@ -90,10 +87,7 @@ class MicroBatcher:
         arrays = [x for x, _ in batch]
         merged = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
         try:
-            if len(merged) <= self._inline_max_events:
-                outputs = self._run(merged)
-            else:
-                outputs = await anyio.to_thread.run_sync(self._run, merged)
+            outputs = await self._run(merged)
         except Exception as exc:  # every waiting request gets the failure, the drain goes on
             for _, future in batch:
                 if not future.done():

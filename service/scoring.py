@@ -64,18 +64,26 @@ class Scorer:
         x = check_batch(x, model.input_shape, max_batch_size=self.settings.max_batch_size)
         if self.settings.batching_enabled:
             scores, fired = await self._batcher(model).score(x)
-        elif len(x) <= self.settings.inline_max_events or self.in_flight <= 1:
-            scores, fired = self._score_and_count(model, x)
         else:
-            scores, fired = await anyio.to_thread.run_sync(self._score_and_count, model, x)
+            scores, fired = await self._score_and_count(model, x, may_hop=self.in_flight > 1)
         triggers = dict(zip(model.working_points, fired, strict=True))
         return ScoreResult(model=model, scores=scores, triggers=triggers)
 
-    def _score_and_count(self, model: OnnxModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scores ``(N,)`` and ``model.fired`` ``(n_working_points, N)``, counted."""
-        start = time.perf_counter()
-        scores = model.score(x)
-        self.metrics.record_inference(model, len(x), time.perf_counter() - start)
+    async def _score_and_count(
+        self, model: OnnxModel, x: np.ndarray, *, may_hop: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores ``(N,)`` and ``model.fired`` ``(n_working_points, N)`` of one ONNX Runtime
+        call, counted.
+
+        A batch above ``inline_max_events`` runs in the threadpool when ``may_hop``, so the
+        event loop reads other bodies meanwhile. Only ONNX Runtime goes there: run in the
+        thread, the Python of thresholds and metrics would wait for the GIL the event loop
+        holds (1,000-event requests at 8 clients: 1,283-1,292 -> 1,433-1,475 requests/s)."""
+        if may_hop and len(x) > self.settings.inline_max_events:
+            scores, seconds = await anyio.to_thread.run_sync(_timed_score, model, x)
+        else:
+            scores, seconds = _timed_score(model, x)
+        self.metrics.record_inference(model, len(x), seconds)
         fired = model.fired(scores)
         self.metrics.record_scores(model, scores, fired)
         return scores, fired
@@ -87,10 +95,9 @@ class Scorer:
             # and the gauge must not keep a replaced model's batcher.
             model_ref = weakref.ref(model)
             batcher = MicroBatcher(
-                lambda x: self._score_and_count(model_ref(), x),
+                lambda x: self._score_and_count(model_ref(), x, may_hop=True),
                 max_batch_size=self.settings.batching_max_batch_size,
                 max_queue_delay_us=self.settings.batching_max_queue_delay_us,
-                inline_max_events=self.settings.inline_max_events,
             )
             self._batchers[model] = batcher
             batcher_ref = weakref.ref(batcher)
@@ -101,3 +108,10 @@ class Scorer:
 
             self.metrics.batch_queue_depth.labels(model.name).set_function(queue_depth)
         return batcher
+
+
+def _timed_score(model: OnnxModel, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """``model.score(x)`` and its duration [s], timed where it runs."""
+    start = time.perf_counter()
+    scores = model.score(x)
+    return scores, time.perf_counter() - start

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import numpy as np
 import pytest
@@ -28,7 +27,7 @@ class Recorder:
         self.sizes: list[int] = []
         self.fail = fail
 
-    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    async def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.sizes.append(len(x))
         if self.fail:
             raise RuntimeError("onnxruntime exploded")
@@ -62,23 +61,6 @@ def test_concurrent_requests_are_merged_and_get_their_own_scores() -> None:
     assert max(recorder.sizes) <= 32
     assert len(recorder.sizes) < len(requests)  # merging happened
     assert max(depths) > 1 and depths[-1] == 0
-
-
-def test_small_merged_batches_run_on_the_event_loop_and_large_ones_in_a_thread() -> None:
-    threads: list[int] = []
-
-    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        threads.append(threading.get_ident())
-        return _outputs(x)
-
-    async def scenario() -> int:
-        batcher = MicroBatcher(run, max_batch_size=64, max_queue_delay_us=1000, inline_max_events=8)
-        await asyncio.gather(*(batcher.score(np.ones((2, 19, 4), np.float32)) for _ in range(3)))
-        await asyncio.gather(*(batcher.score(np.ones((5, 19, 4), np.float32)) for _ in range(3)))
-        return threading.get_ident()
-
-    loop_thread = asyncio.run(scenario())
-    assert threads == [loop_thread, threads[1]] and threads[1] != loop_thread
 
 
 def test_a_request_as_large_as_a_batch_skips_the_queue() -> None:
