@@ -91,6 +91,7 @@ def create_app(settings: Settings, *, reload_on_sighup: bool = False) -> Scoring
         finally:
             if reload_on_sighup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            await anyio.to_thread.run_sync(scorer.close)
 
     app = ScoringApp(
         title="nae-trigger",

@@ -23,28 +23,30 @@ def test_small_batches_and_lone_requests_run_on_the_loop_large_concurrent_ones_i
     scorer = create_app(settings).scorer
     scorer.load_bundles()
     model = scorer.resolve("events-test-ae")
-    threads: list[int] = []
+    threads: list[str] = []
     run_onnx = model.score
 
     def score(x: np.ndarray) -> np.ndarray:
-        threads.append(threading.get_ident())
+        threads.append(threading.current_thread().name)
         return run_onnx(x)
 
     model.score = score  # type: ignore[method-assign]
 
-    async def scenario() -> int:
+    async def scenario() -> None:
         for n_events, in_flight in [(5, 2), (20, 1), (20, 2)]:
             scorer.in_flight = in_flight
             x = np.ones((n_events, 19, 4), np.float32)
             result = await scorer.score(model, x)
             np.testing.assert_allclose(result.scores, np.full(n_events, 76.0), rtol=1e-6)
-        return threading.get_ident()
 
-    loop = asyncio.run(scenario())
+    asyncio.run(scenario())
+    scorer.close()
     # Micro-batching hops for any merged batch above inline_max_events: it merges concurrent
     # requests, so another one is always in flight.
-    expected = [True, not batching, False]
-    assert [thread == loop for thread in threads] == expected
+    loop = threading.current_thread().name
+    inference = "nae-inference_0"
+    assert threads == [loop, loop if not batching else inference, inference]
+    assert not [thread for thread in threading.enumerate() if thread.name == inference]
     metrics = generate_latest(scorer.metrics.registry).decode()
     labels = {"model": "events-test-ae", "version": "1"}
     assert metric_value(metrics, "nae_events_scored_total", **labels) == 45
