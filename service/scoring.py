@@ -1,7 +1,7 @@
 """The data plane shared by ``/score`` and ``/v2``: resolve the bundle -> validate the batch ->
-run ONNX Runtime, apply the thresholds and count (inline, in the threadpool, or once per merged
-batch through the micro-batcher) -> return arrays. HTTP formats stay in ``api``; this layer sees
-only numpy arrays.
+run ONNX Runtime (inline or on the inference thread), apply the thresholds and count (once per
+merged batch through the micro-batcher) -> return arrays. HTTP formats stay in ``api``; this
+layer sees only numpy arrays.
 """
 
 from __future__ import annotations
