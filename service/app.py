@@ -53,12 +53,20 @@ class ScoringApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            hot = hot_route(scope["path"])
+            hot = hot_route(_route_path(scope))
             if hot is not None:
                 endpoint, template, params = hot
                 await serve_hot(endpoint, template, params, self.scorer, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path without the ``root_path`` a proxy mounted the app under (as Starlette routes)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root + "/"):
+        return path[len(root) :]
+    return path
 
 
 def hot_route(path: str) -> tuple[HotEndpoint, str, dict[str, str]] | None:

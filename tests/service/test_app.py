@@ -79,7 +79,11 @@ def test_the_hot_routes_are_in_the_openapi_document(client: TestClient) -> None:
 
 
 def _call(
-    app: object, path: str, headers: dict[str, str], messages: list[Message]
+    app: object,
+    path: str,
+    headers: dict[str, str],
+    messages: list[Message],
+    root_path: str = "",
 ) -> list[Message]:
     """Run one request through the ASGI app with a scripted ``receive``; returns what it sent."""
     scope = {
@@ -91,7 +95,7 @@ def _call(
         "path": path,
         "raw_path": path.encode(),
         "query_string": b"",
-        "root_path": "",
+        "root_path": root_path,
         "headers": [(key.lower().encode(), value.encode()) for key, value in headers.items()],
         "client": ("127.0.0.1", 1234),
         "server": ("127.0.0.1", 8000),
@@ -122,6 +126,17 @@ def test_a_client_leaving_mid_body_is_counted_as_499_and_not_logged(
     assert metric_value(metrics, "nae_requests_total", endpoint="/score", status="499") == 1
     assert metric_value(metrics, "nae_requests_total", endpoint="/score", status="500") == 0
     assert metric_value(metrics, "nae_events_scored_total", model="events-test-ae") == 0
+
+
+def test_the_hot_routes_are_found_under_a_root_path(models_dir: Path) -> None:
+    app = create_app(Settings(models_dir=models_dir, default_model="events-test-ae"))
+    x = np.ones((2, 19, 4), np.float32)
+    headers = {"Content-Type": "application/octet-stream", "X-Shape": "2,19,4"}
+    body = [{"type": "http.request", "body": x.tobytes(), "more_body": False}]
+    with TestClient(app):  # the lifespan loads the bundles
+        sent = _call(app, "/trigger/score", headers, body, root_path="/trigger")
+    assert sent[0]["status"] == 200
+    assert orjson.loads(sent[1]["body"])["scores"] == [76.0, 76.0]
 
 
 def _in_chunks(body: bytes, size: int = 100) -> list[Message]:
