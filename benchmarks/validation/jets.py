@@ -71,6 +71,7 @@ def scan(process: str, n_jets: int, seed: int) -> dict:
         if sum(len(j) for j in jet_pthat) >= n_jets:
             break
     event_pthat, jet_pthat, jet_pt = map(np.concatenate, (event_pthat, jet_pthat, jet_pt))
+    edges = np.linspace(config.pt_min_gev, config.pt_max_gev, 6)
     rows = []
     for fraction in SCAN_FRACTIONS:
         cut = fraction * config.pt_min_gev
@@ -84,10 +85,10 @@ def scan(process: str, n_jets: int, seed: int) -> dict:
                 "fraction_lost": lost / len(jet_pthat),
                 "fraction_lost_upper95": float(beta.ppf(0.95, lost + 1, len(jet_pthat) - lost)),
                 "events_per_jet": float((event_pthat >= cut).sum() / max(kept, 1)),
+                "pt_counts_kept": np.histogram(jet_pt[jet_pthat >= cut], edges)[0].tolist(),
             }
         )
     chosen = JET_PTHAT_MIN_FRACTION[process] * config.pt_min_gev
-    edges = np.linspace(config.pt_min_gev, config.pt_max_gev, 6)
     all_counts = np.histogram(jet_pt, edges)[0]
     kept_counts = np.histogram(jet_pt[jet_pthat >= chosen], edges)[0]
     return {

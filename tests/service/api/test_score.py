@@ -165,11 +165,11 @@ def test_an_empty_models_directory_starts_and_says_no_bundle_is_loaded(tmp_path:
     assert "no bundle is loaded" in response.json()["error"]
 
 
-# inline_max_events=0: concurrent requests go to the threadpool; batching: merged batches.
+# inline_max_events=0: concurrent requests go to the inference thread; batching: merged batches.
 @pytest.mark.parametrize(
     "settings",
     [{}, {"inline_max_events": 0}, {"batching_enabled": True, "batching_max_batch_size": 64}],
-    ids=["inline", "threadpool", "micro-batched"],
+    ids=["inline", "inference-thread", "micro-batched"],
 )
 def test_counters_are_exact_under_concurrent_requests(
     models_dir: Path,
