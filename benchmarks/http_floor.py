@@ -40,6 +40,7 @@ from benchmarks.service import (
     running_server,
     write_benchmark_bundle,
 )
+from service.api.exchange import Exchange
 from service.bundle import load_bundle
 from service.runtime import OnnxModel
 
@@ -54,8 +55,6 @@ async def bare_app(scope: Scope, receive: Receive, send: Send) -> None:
     """Read the body like /score, answer with the size of its .npy scores; 200 to any GET."""
     if scope["type"] != "http":
         return
-    from service.api.exchange import Exchange
-
     answer = b""
     if scope["method"] == "POST":
         body = await Exchange(scope, receive, {}).body(1 << 30)

@@ -10,6 +10,7 @@ Prometheus).
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -191,6 +192,32 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0
 def wait_for() -> Callable[..., None]:
     """``wait_for(condition, what, timeout_s=60)``: poll until true, else fail naming ``what``."""
     return wait_until
+
+
+@contextmanager
+def _running_process(
+    command: Sequence[str | Path], log: Path, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(part) for part in command], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def running_process() -> Callable[..., AbstractContextManager[subprocess.Popen[bytes]]]:
+    """``with running_process(command, log_path, env=None) as process:`` runs a server the
+    test needs, its output in ``log_path``, and always stops it (terminate, then kill)."""
+    return _running_process
 
 
 @pytest.fixture(scope="session")

@@ -321,24 +321,12 @@ def plot(data: dict) -> None:
     }
     for (process, level), (color, line, label) in styles.items():
         values = data[process] if level is None else data[process][level]
-        ax_m.hist(
-            values["mass"],
-            np.arange(0, 302, 6),
-            histtype="step",
-            density=True,
-            color=color,
-            linestyle=line,
-            label=label,
-        )
-        ax_t.hist(
-            values["tau32"],
-            np.linspace(0, 1, 41),
-            histtype="step",
-            density=True,
-            color=color,
-            linestyle=line,
-            label=label,
-        )
+        for ax, feature, bins in (
+            (ax_m, "mass", np.arange(0, 302, 6)),
+            (ax_t, "tau32", np.linspace(0, 1, 41)),
+        ):
+            style = {"color": color, "linestyle": line, "label": label}
+            ax.hist(values[feature], bins, histtype="step", density=True, **style)
     ax_m.set_xlabel("jet mass [GeV]")
     ax_t.set_xlabel(r"$\tau_{32}$ ($\beta=1$, one-pass WTA $k_T$ axes)")
     for ax in (ax_m, ax_t):

@@ -8,12 +8,12 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import venv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -74,30 +74,21 @@ def test_serve_extra_leaves_out_the_training_stack(serve_venv: Path) -> None:
 
 
 @pytest.fixture
-def served_port(serve_venv: Path, models_dir: Path, tmp_path: Path) -> Iterator[int]:
+def served_port(
+    serve_venv: Path,
+    models_dir: Path,
+    tmp_path: Path,
+    loopback_port: Callable[[], int],
+    running_process: Callable[..., AbstractContextManager[object]],
+) -> Iterator[int]:
     """``nae serve`` from the serve-only venv, as the image's CMD starts it; its output goes to
     ``tmp_path/serve.log``."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = loopback_port()
     command = [serve_venv / "bin" / "nae", "serve", "--models", models_dir]
     command += ["--host", "127.0.0.1", "--port", str(port)]
-    with (tmp_path / "serve.log").open("wb") as log:
-        process = subprocess.Popen(
-            [str(part) for part in command],
-            env={"PATH": str(serve_venv / "bin"), "OMP_NUM_THREADS": "1"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield port
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    env = {"PATH": str(serve_venv / "bin"), "OMP_NUM_THREADS": "1"}
+    with running_process(command, tmp_path / "serve.log", env):
+        yield port
 
 
 def test_serves_from_the_serve_only_install(served_port: int) -> None:

@@ -56,7 +56,13 @@ def prometheus_binary() -> str:
 
 @contextmanager
 def _running_prometheus(
-    binary: str, target: str, scratch: Path, *, port: int, wait_for: Callable[..., None]
+    binary: str,
+    target: str,
+    scratch: Path,
+    *,
+    port: int,
+    wait_for: Callable[..., None],
+    running_process: Callable[..., AbstractContextManager[object]],
 ) -> Iterator[str]:
     """Prometheus on ``port`` scraping ``target`` every second with the project's rules;
     yields its address and always stops it."""
@@ -67,18 +73,13 @@ def _running_prometheus(
     }
     config_path = scratch / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config))
-    log = (scratch / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config_path}",
-            f"--storage.tsdb.path={scratch / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    command = [
+        binary,
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={scratch / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    with running_process(command, scratch / "prometheus.log"):
         address = f"127.0.0.1:{port}"
         wait_for(
             lambda: _ready(address),
@@ -86,14 +87,6 @@ def _running_prometheus(
             timeout_s=WAIT_S,
         )
         yield address
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def _ready(address: str) -> bool:
@@ -175,6 +168,7 @@ def test_prometheus_counts_what_was_sent(
     tmp_path: Path,
     wait_for: Callable[..., None],
     loopback_port: Callable[[], int],
+    running_process: Callable[..., AbstractContextManager[object]],
 ) -> None:
     bundle_dir = models_dir / BUNDLE / "1"
     bundle = load_bundle(bundle_dir)
@@ -188,7 +182,12 @@ def test_prometheus_counts_what_was_sent(
     with (
         live_server(Settings(models_dir=models_dir)) as service,
         _running_prometheus(
-            prometheus_binary, service, tmp_path, port=loopback_port(), wait_for=wait_for
+            prometheus_binary,
+            service,
+            tmp_path,
+            port=loopback_port(),
+            wait_for=wait_for,
+            running_process=running_process,
         ) as prometheus,
     ):
         # The service creates its counters at 0, so a scrape before the batches lets rate() see

@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
+import numpy as np
 import pytest
 
 from training.config import EventSampleConfig, JetSampleConfig
+from training.data.pythia import Particles
 
 N_JETS = 80
 N_EVENTS = 100
+
+
+Row = tuple[int, int, float, float, float, float]
+
+
+def _massless_particles(rows: Sequence[Row]) -> Particles:
+    event, pid, charge, pt, eta, phi = (np.asarray(column) for column in zip(*rows, strict=True))
+    return Particles(
+        event=event.astype(np.int64),
+        px=pt * np.cos(phi),
+        py=pt * np.sin(phi),
+        pz=pt * np.sinh(eta),
+        e=pt * np.cosh(eta),
+        pid=pid.astype(np.int32),
+        charge=charge.astype(np.float32),
+        n_events=int(event.max()) + 1,
+    )
+
+
+@pytest.fixture(scope="session")
+def massless_particles() -> Callable[..., Particles]:
+    """``massless_particles(rows)``: hand-made particles of events 0 .. last, from rows of
+    (event, pid, charge, pT [GeV], eta, phi)."""
+    return _massless_particles
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from training.config import DetectorConfig
 from training.data.detector import ECAL_TOWER_PID, HCAL_TOWER_PID, detector_response
 from training.data.pythia import Particles
+
+MakeParticles = Callable[..., Particles]
 
 # No smearing and no inefficiency, so every number below follows from the geometry alone.
 PERFECT = DetectorConfig(
@@ -20,23 +24,8 @@ PERFECT = DetectorConfig(
 )
 
 
-def _particles(rows: list[tuple[int, int, float, float, float, float]]) -> Particles:
-    """Massless particles from (event, pid, charge, pT [GeV], eta, phi)."""
-    event, pid, charge, pt, eta, phi = (np.array(column) for column in zip(*rows, strict=True))
-    return Particles(
-        event=event.astype(np.int64),
-        px=pt * np.cos(phi),
-        py=pt * np.sin(phi),
-        pz=pt * np.sinh(eta),
-        e=pt * np.cosh(eta),
-        pid=pid.astype(np.int32),
-        charge=charge.astype(np.float32),
-        n_events=int(event.max()) + 1,
-    )
-
-
-def test_each_particle_goes_to_its_subdetector() -> None:
-    particles = _particles(
+def test_each_particle_goes_to_its_subdetector(massless_particles: MakeParticles) -> None:
+    particles = massless_particles(
         [
             (0, 211, 1, 20.0, 0.5, 0.1),  # charged pion in the tracker: a track
             (0, 22, 0, 30.0, -1.0, 2.0),  # photon: an ECAL tower
@@ -59,9 +48,11 @@ def test_each_particle_goes_to_its_subdetector() -> None:
     assert np.all(np.diff(out.event) >= 0)
 
 
-def test_towers_sum_a_cell_point_at_its_centre_and_apply_the_threshold() -> None:
+def test_towers_sum_a_cell_point_at_its_centre_and_apply_the_threshold(
+    massless_particles: MakeParticles,
+) -> None:
     cell = PERFECT.ecal_cell_eta
-    particles = _particles(
+    particles = massless_particles(
         [
             (0, 22, 0, 10.0, 0.2 * cell, 0.01),  # two photons in one ECAL cell ...
             (0, 22, 0, 5.0, 0.7 * cell, 0.02),
@@ -75,9 +66,9 @@ def test_towers_sum_a_cell_point_at_its_centre_and_apply_the_threshold() -> None
     assert 0.0 < out.eta[0] < cell  # the cell centre, not either photon's direction
 
 
-def test_resolution_and_inefficiency_follow_the_config() -> None:
+def test_resolution_and_inefficiency_follow_the_config(massless_particles: MakeParticles) -> None:
     n = 4000
-    particles = _particles([(0, 211, 1, 100.0, 0.0, 0.0)] * n)
+    particles = massless_particles([(0, 211, 1, 100.0, 0.0, 0.0)] * n)
     config = DetectorConfig(track_efficiency=0.5, track_resolution_slope_per_gev=0.0)
     out = detector_response(particles, config, np.random.default_rng(1))
     tracks = out.select(out.pid == 211)

@@ -22,7 +22,7 @@ from training.data.events import (
     relative_isolation,
     trigger_rows_from_objects,
 )
-from training.data.pythia import Particles, PythiaRun, event_process_settings
+from training.data.pythia import PythiaRun, event_process_settings
 
 # (first row, number of rows, class id) of each object block in the ADC2021 layout
 BLOCKS = {
@@ -38,21 +38,6 @@ def _objects(event: list[int], pt: list[float]) -> Objects:
     """Objects at distinct, recognisable eta and phi derived from pT."""
     pt_array = np.asarray(pt, dtype=np.float64)
     return Objects(np.asarray(event, dtype=np.int64), pt_array, pt_array / 100, -pt_array / 100)
-
-
-def _particles(rows: list[tuple[int, int, float, float, float]], n_events: int) -> Particles:
-    """Massless particles from (event, pid, pT, eta, phi) rows."""
-    event, pid, pt, eta, phi = (np.asarray(c) for c in zip(*rows, strict=True))
-    return Particles(
-        event=event.astype(np.int64),
-        px=pt * np.cos(phi),
-        py=pt * np.sin(phi),
-        pz=pt * np.sinh(eta),
-        e=pt * np.cosh(eta),
-        pid=pid.astype(np.int32),
-        charge=np.zeros(len(pid), dtype=np.float32),
-        n_events=n_events,
-    )
 
 
 # --- pure formatting, isolation and MET on hand-made events ----------------------------------
@@ -96,15 +81,14 @@ def test_lepton_filter_uses_electron_and_muon_rows_only():
     np.testing.assert_array_equal(passes_lepton_filter(rows, None), [True, True, True])
 
 
-def test_met_is_minus_the_vector_sum_of_all_candidates():
-    candidates = _particles(
+def test_met_is_minus_the_vector_sum_of_all_candidates(massless_particles):
+    candidates = massless_particles(
         [
-            (0, 13, 40.0, 0.5, 0.0),  # an isolated muon along +x
-            (0, 211, 10.0, -1.0, np.pi / 2),  # a pion along +y
-            (1, 22, 30.0, 0.0, 1.0),  # a back-to-back, balanced event
-            (1, 130, 30.0, 2.0, 1.0 - np.pi),
+            (0, 13, 0, 40.0, 0.5, 0.0),  # an isolated muon along +x
+            (0, 211, 0, 10.0, -1.0, np.pi / 2),  # a pion along +y
+            (1, 22, 0, 30.0, 0.0, 1.0),  # a back-to-back, balanced event
+            (1, 130, 0, 30.0, 2.0, 1.0 - np.pi),
         ],
-        n_events=2,
     )
     objects = objects_from_candidates(candidates, TRUTH)
 
@@ -113,14 +97,13 @@ def test_met_is_minus_the_vector_sum_of_all_candidates():
     assert len(objects.muons.pt) == 1  # the muon counts in MET as well as being a muon
 
 
-def test_a_lepton_inside_a_jet_is_not_isolated_and_is_clustered():
-    candidates = _particles(
+def test_a_lepton_inside_a_jet_is_not_isolated_and_is_clustered(massless_particles):
+    candidates = massless_particles(
         [
-            (0, 13, 30.0, 0.0, 0.0),  # muon with 20 GeV of hadrons at Delta R = 0.1
-            (0, 211, 20.0, 0.1, 0.0),
-            (0, -13, 25.0, 0.0, 2.5),  # muon alone
+            (0, 13, 0, 30.0, 0.0, 0.0),  # muon with 20 GeV of hadrons at Delta R = 0.1
+            (0, 211, 0, 20.0, 0.1, 0.0),
+            (0, -13, 0, 25.0, 0.0, 2.5),  # muon alone
         ],
-        n_events=1,
     )
     isolation = relative_isolation(candidates, np.array([0, 2]), cone=0.3)
     np.testing.assert_allclose(isolation, [20.0 / 30.0, 0.0])
@@ -131,9 +114,9 @@ def test_a_lepton_inside_a_jet_is_not_isolated_and_is_clustered():
     assert objects.jets.pt[0] == pytest.approx(50.0, rel=1e-3)  # the jet holds the muon
 
 
-def test_isolation_only_counts_candidates_of_the_same_event():
-    candidates = _particles(
-        [(0, 11, 30.0, 0.0, 0.0), (1, 211, 50.0, 0.0, 0.0), (1, 11, 30.0, 1.0, 1.0)], n_events=2
+def test_isolation_only_counts_candidates_of_the_same_event(massless_particles):
+    candidates = massless_particles(
+        [(0, 11, 0, 30.0, 0.0, 0.0), (1, 211, 0, 50.0, 0.0, 0.0), (1, 11, 0, 30.0, 1.0, 1.0)],
     )
     np.testing.assert_allclose(relative_isolation(candidates, np.array([0, 2]), cone=0.3), 0.0)
 
