@@ -3,8 +3,9 @@
 uvicorn writes a response's status line and headers when the app sends
 ``http.response.start``, and the body on ``http.response.body``: two ``send`` calls and two TCP
 segments per response, which the client must also read separately. On a single-event request
-that is ~15% of uvicorn's own CPU (a bare ASGI app here: 49 -> 41 us per request, 20.5k ->
-23.5k requests/s, p99 0.72 -> 0.42 ms at 8 clients). ``CorkedHttpToolsProtocol`` gives the
+that is ~20% of the server's CPU (the bare app of ``benchmarks/http_floor.py``, 8 clients,
+alternating runs: 54-56 -> 43-44 us per request, 17.6k-18.3k -> 22.5k-22.9k requests/s, p99
+0.86-0.87 -> 0.45-0.46 ms). ``CorkedHttpToolsProtocol`` gives the
 protocol a transport that gathers the writes of one event-loop step and flushes them with one
 ``writelines`` (``writev``) at the end of it. ``nae serve`` passes it as uvicorn's ``http``
 protocol class, uvicorn's documented extension point.

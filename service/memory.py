@@ -1,12 +1,18 @@
 """``keep_freed_memory()``: glibc malloc settings for a process that handles large bodies.
 
-With glibc's defaults, a request body of a few hundred kB is allocated (by uvicorn, then by the
-decoders) above the heap top or with ``mmap``, and given back to the kernel when freed; the next
-request gets fresh pages, which the kernel must map and zero-fill again. Measured on this
-project's machine with a bare ASGI app that only reads the body, one client: 300 kB bodies
-1,230 -> 4,530 requests/s (4 ``brk`` calls and ~150 page faults per request before), 3 MB
-bodies 913 -> 971 requests/s. The price: the heap keeps its peak size (a burst of large JSON
-requests stays resident, see docs/performance.md), which a service sized for its peak can pay.
+With glibc's defaults, a body of a few hundred kB is allocated (by uvicorn, then by the
+decoders) above the heap top or with ``mmap``, and given back to the kernel when freed. With one
+request at a time glibc's dynamic thresholds adapt and nothing changes. With several requests in
+flight their buffers interleave, the heap top is trimmed and grown again, and the kernel maps and
+zero-fills fresh pages per request: ~3 ``brk`` calls and ~170 page faults per request for the
+bare app of ``benchmarks/http_floor.py`` at 8 clients (``strace -c``, ``perf stat``).
+
+Measured here, 8 wrk clients, alternating servers with and without these settings: that bare
+app with 1,000-event ``.npy`` bodies 3,000-3,220 -> 6,490-6,990 requests/s (10,000 events:
+444 -> 689-696); the service, 1,000-event JSON 376-382 -> 405-414 requests/s and ``.npy``
+1,800-1,863 -> 1,831-1,941 (10,000 events: no difference). The price: the heap keeps its peak
+size (a burst of large JSON requests stays resident, see docs/performance.md), which a service
+sized for its peak can pay.
 """
 
 from __future__ import annotations
