@@ -1,6 +1,6 @@
 """Domain errors. Library code raises these; the CLI prints one line and exits non-zero."""
 
-__all__ = ["BadDataFile", "MissingDependency", "NaeError", "require"]
+__all__ = ["BadDataFile", "BadSample", "MissingDependency", "NaeError", "TooFewEvents", "require"]
 
 
 class NaeError(Exception):
@@ -9,6 +9,15 @@ class NaeError(Exception):
 
 class BadDataFile(NaeError):
     """An input file is missing keys, has wrong shapes or holds non-finite values."""
+
+
+class BadSample(NaeError):
+    """An array of scores or inputs is empty, has the wrong shape or holds non-finite values."""
+
+
+class TooFewEvents(BadSample):
+    """A sample is too small for the efficiency asked of it (too few events would pass); the
+    message says how many events are needed."""
 
 
 class MissingDependency(NaeError):
