@@ -59,7 +59,14 @@ import orjson
 from onnx import TensorProto, helper, numpy_helper
 from scipy.stats import beta
 
-from service.bundle import MODEL_FILE, Bundle, digest_files, load_bundle, write_bundle
+from service.bundle import (
+    MODEL_FILE,
+    REFERENCE_RATE_HZ,
+    Bundle,
+    digest_files,
+    load_bundle,
+    write_bundle,
+)
 from service.runtime import OnnxModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +78,6 @@ BATCH_SIZES = (1, 100, 1_000, 10_000)
 CLIENT_COUNTS = (1, 8)
 FORMATS = ("json", "npy", "raw", "v2")
 PARTS = ("latency", "batching")  # besides the throughput matrix
-REFERENCE_RATE_HZ = 2544 * 11245.6
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 

@@ -31,6 +31,7 @@ from pydantic import (
 __all__ = [
     "BUNDLE_FILE",
     "MODEL_FILE",
+    "REFERENCE_RATE_HZ",
     "Bundle",
     "FileDigest",
     "InputSpec",
@@ -45,6 +46,9 @@ __all__ = [
 
 BUNDLE_FILE = "bundle.json"
 MODEL_FILE = "model.onnx"
+# The one home of the LHC reference input rate: 2544 colliding bunch pairs x 11245.6 Hz revolution
+# frequency (the ADC2021 convention). Bundles, the service's settings and the calibration use it.
+REFERENCE_RATE_HZ = 2544 * 11245.6
 BundleKind = Literal["jet-image", "jet-features", "event"]
 # Names end up in URLs, Prometheus labels and Triton output names: keep them to a safe alphabet.
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=128)]

@@ -70,7 +70,7 @@ def make_bundle(
 ) -> Path:
     """Write ``models_dir/name/version/`` with a test graph and a contract-2 bundle.json; returns
     the bundle directory. ``thresholds`` maps working point name -> threshold."""
-    from service.bundle import MODEL_FILE, Bundle, digest_files, write_bundle
+    from service.bundle import MODEL_FILE, REFERENCE_RATE_HZ, Bundle, digest_files, write_bundle
 
     if thresholds is None:
         n_features = int(np.prod(input_shape))
@@ -78,7 +78,7 @@ def make_bundle(
     directory = Path(models_dir) / name / str(version)
     directory.mkdir(parents=True, exist_ok=True)
     write_test_onnx(directory / MODEL_FILE, input_shape, mu=mu)
-    rate_hz = 2544 * 11245.6
+    rate_hz = REFERENCE_RATE_HZ
     working_points = [
         {
             "name": wp_name,

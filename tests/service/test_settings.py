@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import REFERENCE_RATE_HZ, Settings
+from service.bundle import REFERENCE_RATE_HZ
+from service.settings import Settings
 
 
 def test_defaults_follow_the_design() -> None:
