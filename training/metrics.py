@@ -136,31 +136,33 @@ def roc_curve(background_scores: np.ndarray, signal_scores: np.ndarray) -> RocCu
     )
 
 
-def threshold_at_efficiency(scores: np.ndarray, efficiency: float) -> float:
+def threshold_at_efficiency(
+    scores: np.ndarray, efficiency: float, *, min_passing: int = MIN_PASSING_EVENTS
+) -> float:
     """The threshold at which ``round(efficiency * N)`` events of ``scores`` pass.
 
     It is the largest score that does not pass (an order statistic, not an interpolation): the
     threshold is then one of the scores, so exactly that many pass (barring ties) also after the
     float32 cast the service makes. Raises ``TooFewEvents`` when ``efficiency * N`` is below
-    ``MIN_PASSING_EVENTS``.
+    ``min_passing`` (0 allows any efficiency, e.g. for the ends of an interval).
     """
     sorted_scores = np.sort(_scores(scores, "scores"))
     n = len(sorted_scores)
-    if n < min_events_for_efficiency(efficiency):
-        needed = min_events_for_efficiency(efficiency)
+    needed = min_events_for_efficiency(efficiency, min_passing=min_passing)
+    if n < needed:
         raise TooFewEvents(
             f"efficiency {efficiency:g} of {n} events leaves {efficiency * n:.3g} passing, "
-            f"fewer than {MIN_PASSING_EVENTS}: use at least {needed} events"
+            f"fewer than {min_passing}: use at least {needed} events"
         )
     k = min(int(np.floor(efficiency * n + 0.5)), n - 1)  # round half up; one event stays below
     return float(sorted_scores[n - k - 1])
 
 
-def min_events_for_efficiency(efficiency: float) -> int:
-    """The smallest sample in which ``efficiency`` leaves ``MIN_PASSING_EVENTS`` events passing."""
+def min_events_for_efficiency(efficiency: float, *, min_passing: int = MIN_PASSING_EVENTS) -> int:
+    """The smallest sample in which ``efficiency`` leaves ``min_passing`` events passing."""
     if not 0 < efficiency < 1:
         raise BadSample(f"efficiency must lie in (0, 1), got {efficiency}")
-    return int(np.ceil(MIN_PASSING_EVENTS / efficiency * (1 - 1e-12)))  # 10 / 1e-3 -> 10000
+    return max(1, int(np.ceil(min_passing / efficiency * (1 - 1e-12))))  # 10 / 1e-3 -> 10000
 
 
 def fpr_reachable(n_background: int, fpr: float) -> bool:

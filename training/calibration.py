@@ -1,0 +1,167 @@
+"""Trigger thresholds at target background efficiencies, with Clopper-Pearson intervals and rates
+in Hz. numpy/scipy only.
+
+A working point is a threshold on the anomaly score; an event triggers when
+``score > threshold``, the rule of ``service.runtime.OnnxModel.fired``. The threshold is the score
+order statistic at which the target fraction of a background sample passes
+(``training.metrics.threshold_at_efficiency``); that sample must be apart from the training and
+validation data, or the efficiency is biased low where the model has learned its events.
+
+What is stored per working point, and why:
+
+- the background efficiency measured on the calibration sample (``n_passing / n_background``)
+  and its exact Clopper-Pearson 95% interval: the threshold is the (n - k)-th order statistic,
+  whose true efficiency follows Beta(k + 1, n - k), and the Clopper-Pearson interval of k of n
+  covers it with at least 95% probability (tested by repetition);
+- the threshold's own interval: the thresholds at the interval's ends, i.e. how far the threshold
+  could move for a sample of this size;
+- the expected trigger rate = efficiency x reference input rate, and its interval; the rate is
+  the rate of events *passing the threshold*, which is what the service's ``nae_trigger_rate_hz``
+  measures;
+- a prescale (keep one of every ``prescale`` passing events), recorded apart from the threshold
+  and applied downstream of it, with the accepted rate it implies.
+
+Fewer than ``training.metrics.MIN_PASSING_EVENTS`` expected passing events are refused with the
+sample size needed: a threshold set by a handful of events has an interval too wide to serve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from training.errors import BadSample
+from training.metrics import Interval, clopper_pearson, threshold_at_efficiency
+
+__all__ = [
+    "CONFIDENCE",
+    "Efficiency",
+    "WorkingPointCalibration",
+    "calibrate",
+    "measure_efficiency",
+    "working_point_name",
+]
+
+CONFIDENCE = 0.95  # the bundle contract's ``background_efficiency_ci95``
+
+
+class Efficiency(NamedTuple):
+    """``n_passing`` of ``n_events`` pass; ``value`` their ratio, ``ci95`` its Clopper-Pearson
+    95% interval."""
+
+    n_passing: int
+    n_events: int
+    value: float
+    ci95: Interval
+
+
+class WorkingPointCalibration(NamedTuple):
+    """One calibrated working point; ``bundle_fields()`` gives the bundle's working point."""
+
+    name: str
+    target_background_efficiency: float
+    threshold: float
+    threshold_ci95: Interval  # (at the efficiency interval's high end, at its low end)
+    background: Efficiency
+    reference_rate_hz: float
+    prescale: int
+
+    @property
+    def expected_rate_hz(self) -> float:
+        """Rate of events passing the threshold [Hz], before the prescale."""
+        return self.background.value * self.reference_rate_hz
+
+    def bundle_fields(self) -> dict[str, object]:
+        """The fields of ``service.bundle.WorkingPoint``, plus the optional intervals, prescale
+        and accepted rate (contract 2 allows extra fields)."""
+        low, high = self.background.ci95
+        return {
+            "name": self.name,
+            "target_background_efficiency": self.target_background_efficiency,
+            "threshold": self.threshold,
+            "background_efficiency": self.background.value,
+            "background_efficiency_ci95": [low, high],
+            "n_background": self.background.n_events,
+            "expected_rate_hz": self.expected_rate_hz,
+            "n_background_passing": self.background.n_passing,
+            "threshold_ci95": list(self.threshold_ci95),
+            "expected_rate_hz_ci95": [low * self.reference_rate_hz, high * self.reference_rate_hz],
+            "prescale": self.prescale,
+            "accepted_rate_hz": self.expected_rate_hz / self.prescale,
+        }
+
+
+def calibrate(
+    background_scores: np.ndarray,
+    target_efficiencies: Sequence[float],
+    *,
+    reference_rate_hz: float,
+    prescales: Sequence[int] | None = None,
+) -> list[WorkingPointCalibration]:
+    """Working points at ``target_efficiencies`` on a held-out background sample ``(N,)``.
+
+    ``reference_rate_hz`` is the input event rate (``service.bundle.REFERENCE_RATE_HZ`` for the
+    LHC); ``prescales`` one integer >= 1 per target (default all 1). Raises ``TooFewEvents``
+    when a target leaves fewer than ten expected passing events, naming the sample size needed.
+    """
+    scores = np.sort(np.asarray(background_scores, dtype=np.float64))
+    targets = [float(target) for target in target_efficiencies]
+    prescales = [1] * len(targets) if prescales is None else [int(p) for p in prescales]
+    if len(prescales) != len(targets) or any(p < 1 for p in prescales):
+        raise BadSample(
+            f"prescales {prescales} must be one integer >= 1 per target efficiency {targets}"
+        )
+    if len(set(map(working_point_name, targets))) != len(targets):
+        raise BadSample(f"target efficiencies {targets} must be distinct")
+    if not reference_rate_hz > 0:
+        raise BadSample(f"reference_rate_hz must be positive, got {reference_rate_hz}")
+    calibrations = []
+    for target, prescale in zip(targets, prescales, strict=True):
+        threshold = threshold_at_efficiency(scores, target)
+        background = measure_efficiency(scores, threshold)
+        low, high = background.ci95  # 0 < low, high < 1: at least ten pass, one does not
+        threshold_ci95 = Interval(
+            threshold_at_efficiency(scores, high, min_passing=0),
+            threshold_at_efficiency(scores, low, min_passing=0),
+        )
+        calibrations.append(
+            WorkingPointCalibration(
+                name=working_point_name(target),
+                target_background_efficiency=target,
+                threshold=threshold,
+                threshold_ci95=threshold_ci95,
+                background=background,
+                reference_rate_hz=float(reference_rate_hz),
+                prescale=prescale,
+            )
+        )
+    return calibrations
+
+
+def measure_efficiency(scores: np.ndarray, threshold: float) -> Efficiency:
+    """The fraction of ``scores`` ``(N,)`` with ``score > threshold`` and its 95% interval.
+
+    Scores are compared as given; the service compares float32 scores with the threshold cast
+    to float32, so pass float32 scores and a threshold that is one of them (as ``calibrate``
+    makes) for counts that agree exactly.
+    """
+    scores = np.asarray(scores)
+    if scores.ndim != 1 or len(scores) == 0:
+        raise BadSample(f"scores must be a non-empty (N,) array, got shape {list(scores.shape)}")
+    if not np.isfinite(scores).all():
+        raise BadSample("scores hold non-finite values: the model produced NaN or infinity")
+    n_passing = int(np.count_nonzero(scores > threshold))
+    return Efficiency(
+        n_passing,
+        len(scores),
+        n_passing / len(scores),
+        clopper_pearson(n_passing, len(scores), confidence=CONFIDENCE),
+    )
+
+
+def working_point_name(efficiency: float) -> str:
+    """``eff_1e-3`` for 0.001, ``eff_2.5e-4`` for 0.00025: the bundle's working point name."""
+    mantissa, exponent = f"{efficiency:.6e}".split("e")
+    return f"eff_{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
