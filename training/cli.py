@@ -15,6 +15,7 @@ from training.errors import NaeError, require
 
 if TYPE_CHECKING:
     from training.config import EventSampleConfig, JetSampleConfig
+    from training.data.generation import ShardSlice
 
 app = typer.Typer(
     help="Normalized-autoencoder anomaly trigger: generate data, train, export and serve.",
@@ -120,6 +121,27 @@ _DetectorOption = Annotated[
     typer.Option("--detector", help="'default': tracker + calorimeter model; 'none': truth."),
 ]
 _Sets = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=_SET_HELP)]
+_Dask = Annotated[
+    str | None,
+    typer.Option(
+        "--dask",
+        metavar="ADDRESS",
+        help="Run the shards on the Dask cluster at this scheduler address (tcp://host:8786) "
+        "instead of local processes; --out must be on a filesystem the workers share.",
+    ),
+]
+_ShardIndex = Annotated[
+    int | None,
+    typer.Option(
+        "--shard-index",
+        metavar="I",
+        help="Make only the shards i with i % K == I (one job of a batch array; with --n-shards).",
+    ),
+]
+_NShards = Annotated[
+    int | None,
+    typer.Option("--n-shards", metavar="K", help="Number of slices the run is split into."),
+]
 
 
 @data_app.command("jets")
@@ -142,6 +164,9 @@ def data_jets(
         typer.Option("--dark-mass", help="dark: dark-hadron mass in GeV (default 10)."),
     ] = None,
     overrides: _Sets = None,
+    dask: _Dask = None,
+    shard_index: _ShardIndex = None,
+    n_shards: _NShards = None,
 ) -> None:
     """Generate jets with Pythia 8 + FastJet into HDF5 shards.
 
@@ -157,7 +182,17 @@ def data_jets(
         image=ImageConfig() if pt_power is None else ImageConfig(pt_power=pt_power),
         **{key: value for key, value in options.items() if value is not None},
     )
-    _generate("jets", with_overrides(config, overrides or []), n, out, seed, workers, shard_size)
+    _generate(
+        "jets",
+        with_overrides(config, overrides or []),
+        n,
+        out,
+        seed=seed,
+        workers=workers,
+        shard_size=shard_size,
+        dask=dask,
+        shard_slice=_shard_slice(shard_index, n_shards),
+    )
 
 
 @data_app.command("events")
@@ -179,6 +214,9 @@ def data_events(
         typer.Option("--no-lepton-filter", help="Keep every event, not only those with a lepton."),
     ] = False,
     overrides: _Sets = None,
+    dask: _Dask = None,
+    shard_index: _ShardIndex = None,
+    n_shards: _NShards = None,
 ) -> None:
     """Generate events in the ADC2021 trigger format into HDF5 shards.
 
@@ -191,7 +229,26 @@ def data_events(
         detector=DetectorConfig() if detector == "default" else None,
         **({"lepton_filter_pt_gev": None} if no_lepton_filter else {}),
     )
-    _generate("events", with_overrides(config, overrides or []), n, out, seed, workers, shard_size)
+    _generate(
+        "events",
+        with_overrides(config, overrides or []),
+        n,
+        out,
+        seed=seed,
+        workers=workers,
+        shard_size=shard_size,
+        dask=dask,
+        shard_slice=_shard_slice(shard_index, n_shards),
+    )
+
+
+def _shard_slice(index: int | None, count: int | None) -> ShardSlice | None:
+    """``--shard-index`` and ``--n-shards`` come together or not at all."""
+    from training.data.generation import ShardSlice
+
+    if (index is None) != (count is None):
+        raise NaeError("--shard-index I and --n-shards K go together: give both or neither")
+    return None if index is None or count is None else ShardSlice(index, count)
 
 
 def _generate(
@@ -199,14 +256,18 @@ def _generate(
     config: JetSampleConfig | EventSampleConfig,
     n: int,
     out: Path,
+    *,
     seed: int,
     workers: int,
     shard_size: int,
+    dask: str | None,
+    shard_slice: ShardSlice | None,
 ) -> None:
     """Generate with one progress bar and print where the shards went."""
-    from training.data.generation import generate_shards
+    from training.data.generation import count_rows, generate_shards
 
-    with _progress_bar(n, f"{config.process} {kind}") as progress:
+    total = count_rows(n, shard_size=shard_size, shard_slice=shard_slice)
+    with _progress_bar(total, f"{config.process} {kind}") as progress:
         paths = generate_shards(
             kind,
             config,
@@ -215,9 +276,12 @@ def _generate(
             seed=seed,
             workers=workers,
             shard_size=shard_size,
+            dask=dask,
+            shard_slice=shard_slice,
             progress=progress,
         )
-    typer.echo(f"{n} {config.process} {kind} in {len(paths)} shards under {out}")
+    part = "" if shard_slice is None else f" (slice {shard_slice.index} of {shard_slice.count})"
+    typer.echo(f"{total} {config.process} {kind} in {len(paths)} shards{part} under {out}")
 
 
 @data_app.command("convert")

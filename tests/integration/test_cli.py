@@ -45,7 +45,7 @@ def z_dir(tmp_path_factory) -> Path:
     ("verb", "words"),
     [
         ("jets", ["--process", "--workers", "--shard-size", "--detector", "--set", "--r-inv"]),
-        ("events", ["--process", "--no-lepton-filter", "--set"]),
+        ("events", ["--process", "--no-lepton-filter", "--set", "--dask", "--shard-index"]),
         ("convert", ["FORMAT", "landscape", "adc2021", "--label"]),
         ("report", ["DIR", "--out"]),
     ],
@@ -111,6 +111,13 @@ def _text_file(tmp_path: Path) -> Path:
         (lambda d: ["data", "jets", "--process", "bogus", "--n", 5, "--out", d], "'bogus'"),
         (lambda d: [*_Z_EVENTS, d, "--set", "detector.bogus=1"], "--set 'detector.bogus=1'"),
         (lambda d: ["data", "report", d], "no shard files"),
+        (lambda d: [*_Z_EVENTS, d, "--shard-index", 2, "--n-shards", 2], "not in 0..1"),
+        (lambda d: [*_Z_EVENTS, d, "--shard-index", 0, "--n-shards", 0], "at least 1, got 0"),
+        (lambda d: [*_Z_EVENTS, d, "--shard-index", 1], "go together"),
+        (
+            lambda d: [*_Z_EVENTS, d, "--dask", "tcp://127.0.0.1:8786", "--workers", 2],
+            "workers=2 (local processes) cannot be combined with a Dask cluster",
+        ),
     ],
 )
 def test_bad_input_gives_one_error_line_and_a_failing_exit_code(tmp_path, args, message):

@@ -8,9 +8,20 @@ number of rows and the right seed; one made with other settings stops the run). 
 shard's content depends only on the config, its seed and its size, the same command gives the
 same arrays however many workers run it and however often it is interrupted.
 
-Workers are separate processes from a ``spawn`` context (Pythia and FastJet are not fork-safe
-and hold the GIL) with ``OMP_NUM_THREADS=1``, one worker per core; they report accepted rows
-through one queue, which the parent turns into calls of ``progress``, so the CLI shows one bar.
+Three ways to run the shards, all with the same jobs and the same files:
+
+- local: ``workers`` separate processes from a ``spawn`` context (Pythia and FastJet are not
+  fork-safe and hold the GIL) with ``OMP_NUM_THREADS=1``, one worker per core; they report
+  accepted rows through one queue, which the parent turns into calls of ``progress``, so the CLI
+  shows one bar;
+- ``dask=ADDRESS``: one task per shard on a Dask distributed cluster. Workers write the shards
+  themselves, so ``out_dir`` must be on a filesystem that they and the caller share; they report
+  rows as Dask events (fire-and-forget, so a lost message never costs a shard), and a finished
+  task tops its shard up to its full size, so the bar ends right even if messages were lost;
+- ``shard_slice=ShardSlice(I, K)``: only the shards ``i`` with ``i % K == I``, for one job of a
+  batch-system array. Round robin spreads the short last shard and makes every slice of a run
+  differ in size by at most one shard. The K jobs together (or a later full run) complete the
+  sample, since a complete shard is never made twice.
 """
 
 from __future__ import annotations
@@ -20,26 +31,62 @@ import math
 import multiprocessing
 import os
 import queue
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
 from training.config import EventSampleConfig, JetSampleConfig
 from training.data.pythia import MAX_SEED
 from training.data.shards import shard_info, write_shard
-from training.errors import BadDataFile, NaeError
+from training.errors import BadDataFile, NaeError, require
 
-__all__ = ["SampleKind", "generate_shards", "shard_seed"]
+__all__ = ["SampleKind", "ShardSlice", "count_rows", "generate_shards", "shard_seed"]
 
 SampleKind = Literal["jets", "events"]
 Progress = Callable[[int], None]
 
 _POLL_S = 0.2  # how often the parent looks at the progress queue while workers run
+_DASK_CONNECT_S = 30  # distributed's own default connect timeout, made explicit
 _worker_queue: Any = None  # set in each worker process by _init_worker
+
+
+@dataclass(frozen=True)
+class ShardSlice:
+    """The shards ``i`` of a run with ``i % count == index``: one job of a batch-system array.
+    Checked when made, so a bad ``--shard-index``/``--n-shards`` fails before any work."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise NaeError(
+                f"the number of slices (n shards K) must be at least 1, got {self.count}"
+            )
+        if not 0 <= self.index < self.count:
+            raise NaeError(
+                f"shard index {self.index} is not in 0..{self.count - 1} (slices are numbered"
+                " from 0 to K - 1, as in a job array 0-(K-1))"
+            )
+
+    def selects(self, shard: int) -> bool:
+        return shard % self.count == self.index
+
+
+class _Job(NamedTuple):
+    """One shard to make: everything a worker needs, and nothing that depends on where it runs."""
+
+    kind: SampleKind
+    config: JetSampleConfig | EventSampleConfig
+    size: int
+    seed: int
+    path: Path
 
 
 def generate_shards(
@@ -51,34 +98,51 @@ def generate_shards(
     seed: int,
     workers: int = 1,
     shard_size: int,
+    dask: str | None = None,
+    shard_slice: ShardSlice | None = None,
     progress: Progress | None = None,
 ) -> list[Path]:
-    """Generate ``n`` jets or events into shards under ``out_dir``; returns every shard's path.
+    """Generate ``n`` jets or events into shards under ``out_dir``; returns the path of every
+    shard of the run, or of the slice when ``shard_slice`` is given.
 
-    ``progress(k)`` is called with the number of newly finished rows, skipped complete shards
-    included, so a bar with total ``n`` ends full.
+    ``dask`` is a scheduler address (``tcp://host:8786``) to run the shards on instead of
+    ``workers`` local processes. ``progress(k)`` is called with the number of newly finished
+    rows, skipped complete shards included, so a bar with total ``count_rows(...)`` ends full.
     """
-    _check_request(kind, config, n=n, seed=seed, workers=workers, shard_size=shard_size)
+    _check_request(
+        kind,
+        config,
+        n=n,
+        seed=seed,
+        workers=workers,
+        shard_size=shard_size,
+        dask=dask,
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = progress or (lambda k: None)
-    paths = [
-        _shard_path(out_dir, config.process, seed, i) for i in range(math.ceil(n / shard_size))
-    ]
-    jobs = []
-    for index, path in enumerate(paths):
-        size = min(shard_size, n - index * shard_size)
-        seed_i = shard_seed(seed, index)
-        if _is_complete(path, size=size, seed=seed_i, config=config):
+    paths, jobs = [], []
+    for index, size in _shard_sizes(n, shard_size, shard_slice).items():
+        path = _shard_path(out_dir, config.process, seed, index)
+        job = _Job(kind, config, size, shard_seed(seed, index), path)
+        paths.append(job.path)
+        if _is_complete(job):
             report(size)
         else:
-            jobs.append((kind, config, size, seed_i, path))
-    if workers == 1 or len(jobs) <= 1:
+            jobs.append(job)
+    if dask is not None and jobs:
+        _run_on_dask(jobs, address=dask, progress=report)
+    elif workers == 1 or len(jobs) <= 1:
         for job in jobs:
-            _generate_shard(*job, progress=report)
+            _generate_shard(job, progress=report)
     else:
         _run_in_processes(jobs, workers=workers, progress=report)
     return paths
+
+
+def count_rows(n: int, *, shard_size: int, shard_slice: ShardSlice | None = None) -> int:
+    """Rows that ``generate_shards`` makes or finds for these arguments: ``n`` without a slice."""
+    return sum(_shard_sizes(n, shard_size, shard_slice).values())
 
 
 def shard_seed(seed: int, index: int) -> int:
@@ -90,6 +154,15 @@ def shard_seed(seed: int, index: int) -> int:
     """
     state = np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0]
     return 1 + int(state % MAX_SEED)
+
+
+def _shard_sizes(n: int, shard_size: int, shard_slice: ShardSlice | None) -> dict[int, int]:
+    """Index -> rows of each shard of the run (or of the slice), in index order."""
+    return {
+        index: min(shard_size, n - index * shard_size)
+        for index in range(math.ceil(n / shard_size))
+        if shard_slice is None or shard_slice.selects(index)
+    }
 
 
 def _shard_path(out_dir: Path, process: str, seed: int, index: int) -> Path:
@@ -105,6 +178,7 @@ def _check_request(
     seed: int,
     workers: int,
     shard_size: int,
+    dask: str | None,
 ) -> None:
     expected = {"jets": JetSampleConfig, "events": EventSampleConfig}.get(kind)
     if expected is None or not isinstance(config, expected):
@@ -114,49 +188,45 @@ def _check_request(
             raise NaeError(f"{name} must be positive, got {value}")
     if seed < 0:
         raise NaeError(f"seed must be >= 0, got {seed}")
+    if dask is not None and workers != 1:
+        raise NaeError(
+            f"workers={workers} (local processes) cannot be combined with a Dask cluster, whose"
+            " own workers make the shards: drop --workers and size the cluster instead (e.g."
+            " 'dask worker ADDRESS --nworkers N --nthreads 1')"
+        )
 
 
-def _is_complete(
-    path: Path, *, size: int, seed: int, config: JetSampleConfig | EventSampleConfig
-) -> bool:
-    """A shard is done if it reads back with ``size`` rows and the expected seed. A readable
+def _is_complete(job: _Job) -> bool:
+    """A shard is done if it reads back with ``job.size`` rows and the job's seed. A readable
     shard of another config is an error rather than something to overwrite or mix in."""
-    if not path.exists():
+    if not job.path.exists():
         return False
     try:
-        info = shard_info(path)
+        info = shard_info(job.path)
     except BadDataFile:
         return False
     stored = json.loads(info.attrs.get("settings", "{}")).get("config")
-    if stored != json.loads(config.model_dump_json()):
+    if stored != json.loads(job.config.model_dump_json()):
         raise NaeError(
-            f"{path} holds a sample made with other settings; choose another output directory"
-            " or delete it"
+            f"{job.path} holds a sample made with other settings; choose another output"
+            " directory or delete it"
         )
-    return info.n == size and info.attrs.get("seed") == seed
+    return info.n == job.size and info.attrs.get("seed") == job.seed
 
 
-def _generate_shard(
-    kind: SampleKind,
-    config: JetSampleConfig | EventSampleConfig,
-    size: int,
-    seed: int,
-    path: Path,
-    *,
-    progress: Progress | None,
-) -> Path:
-    if kind == "jets":
+def _generate_shard(job: _Job, *, progress: Progress | None) -> Path:
+    if job.kind == "jets":
         from training.data.jets import generate_jets
 
-        shard = generate_jets(config, n_jets=size, seed=seed, progress=progress)
+        shard = generate_jets(job.config, n_jets=job.size, seed=job.seed, progress=progress)
     else:
         from training.data.events import generate_events
 
-        shard = generate_events(config, n_events=size, seed=seed, progress=progress)
-    return write_shard(path, shard)
+        shard = generate_events(job.config, n_events=job.size, seed=job.seed, progress=progress)
+    return write_shard(job.path, shard)
 
 
-def _run_in_processes(jobs: list[tuple], *, workers: int, progress: Progress) -> None:
+def _run_in_processes(jobs: list[_Job], *, workers: int, progress: Progress) -> None:
     """Run the shard jobs in ``workers`` spawned processes, forwarding their progress."""
     context = multiprocessing.get_context("spawn")
     rows = context.Queue()
@@ -169,7 +239,7 @@ def _run_in_processes(jobs: list[tuple], *, workers: int, progress: Progress) ->
             initargs=(rows,),
         ) as pool,
     ):
-        pending: set[Future] = {pool.submit(_generate_in_worker, *job) for job in jobs}
+        pending: set[Future] = {pool.submit(_generate_in_worker, job) for job in jobs}
         try:
             while pending:
                 done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
@@ -203,14 +273,8 @@ def _init_worker(rows: Any) -> None:
     _worker_queue = rows
 
 
-def _generate_in_worker(
-    kind: SampleKind,
-    config: JetSampleConfig | EventSampleConfig,
-    size: int,
-    seed: int,
-    path: Path,
-) -> Path:
-    return _generate_shard(kind, config, size, seed, path, progress=_worker_queue.put)
+def _generate_in_worker(job: _Job) -> Path:
+    return _generate_shard(job, progress=_worker_queue.put)
 
 
 def _drain(rows: Any, progress: Progress) -> None:
@@ -219,3 +283,99 @@ def _drain(rows: Any, progress: Progress) -> None:
             progress(rows.get_nowait())
         except queue.Empty:
             return
+
+
+def _run_on_dask(jobs: list[_Job], *, address: str, progress: Progress) -> None:
+    """Run the shard jobs as tasks on the Dask cluster at ``address``, forwarding their progress.
+
+    Paths are made absolute because a worker's working directory is not the caller's. A task
+    that fails re-raises here, after the others are cancelled; shards already written stay,
+    so the next run resumes.
+    """
+    jobs = [job._replace(path=job.path.absolute()) for job in jobs]
+    tally = _ShardTally({job.path.name: job.size for job in jobs}, progress)
+    topic = f"nae-rows-{uuid.uuid4().hex}"
+    rows: queue.SimpleQueue = queue.SimpleQueue()
+    with _dask_client(address) as client:
+        client.subscribe_topic(topic, lambda event: rows.put(event[1]))
+        pending = {
+            client.submit(_generate_on_dask, job, topic=topic, pure=False): job for job in jobs
+        }
+        try:
+            while pending:
+                _take_rows(rows, tally)
+                for future in [f for f in pending if f.done()]:
+                    job = pending.pop(future)
+                    future.result()  # re-raises a task's error here
+                    _check_visible(job)
+                    tally.finish(job.path.name)
+        except BaseException:
+            client.cancel(list(pending))
+            raise
+
+
+def _take_rows(rows: queue.SimpleQueue, tally: _ShardTally) -> None:
+    """Wait up to ``_POLL_S`` for a row event, then take every one that has arrived."""
+    try:
+        message = rows.get(timeout=_POLL_S)
+        while True:
+            tally.add(*message)
+            message = rows.get_nowait()
+    except queue.Empty:
+        return
+
+
+class _ShardTally:
+    """Rows reported per shard, capped at the shard's size: a task that Dask restarts on another
+    worker (its first one died) reports its rows again, and must not push the bar past n."""
+
+    def __init__(self, sizes: dict[str, int], progress: Progress) -> None:
+        self._sizes = sizes
+        self._reported = dict.fromkeys(sizes, 0)
+        self._progress = progress
+
+    def add(self, name: str, k: int) -> None:
+        self._advance(name, min(self._reported[name] + k, self._sizes[name]))
+
+    def finish(self, name: str) -> None:
+        self._advance(name, self._sizes[name])
+
+    def _advance(self, name: str, reported: int) -> None:
+        if reported > self._reported[name]:
+            self._progress(reported - self._reported[name])
+            self._reported[name] = reported
+
+
+@contextmanager
+def _dask_client(address: str) -> Iterator[Any]:
+    """A client of the scheduler at ``address``; an unreachable or malformed address becomes one
+    ``NaeError`` naming it."""
+    distributed = require("distributed", "data")
+    try:
+        client = distributed.Client(address, timeout=_DASK_CONNECT_S, set_as_default=False)
+    except (OSError, ValueError) as exc:  # TimeoutError is an OSError
+        raise NaeError(
+            f"cannot reach a Dask scheduler at {address!r} ({exc}); start one with"
+            " 'dask scheduler' or a dask-jobqueue cluster (docs/data.md)"
+        ) from exc
+    with client:
+        yield client
+
+
+def _generate_on_dask(job: _Job, *, topic: str) -> str:
+    """The Dask task: make one shard, logging ``(shard name, rows)`` events for the bar."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    _generate_shard(job, progress=lambda k: worker.log_event(topic, (job.path.name, k)))
+    return str(job.path)
+
+
+def _check_visible(job: _Job) -> None:
+    """A worker that wrote to its own disk finishes without error, but the caller cannot see
+    the shard: say so instead of reporting a sample that is not there."""
+    if not _is_complete(job):
+        raise NaeError(
+            f"a Dask worker wrote {job.path}, but it is not complete here: the output directory"
+            " must be on a filesystem that the workers and this machine share"
+        )

@@ -1,17 +1,57 @@
-"""Sharded generation: layout, seeds, determinism across workers, resume."""
+"""Sharded generation: layout, seeds, determinism across workers and a Dask cluster, slices,
+resume."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from training.config import EventSampleConfig, JetSampleConfig
-from training.data.generation import generate_shards, shard_seed
+from training.data import generation
+from training.data.generation import ShardSlice, count_rows, generate_shards, shard_seed
 from training.data.pythia import MAX_SEED
-from training.data.shards import read_shard, write_shard
+from training.data.shards import Shard, read_shard, write_shard
 from training.errors import NaeError
 
 Z = EventSampleConfig(process="z")
+# The run every test below compares with: 3 z events in shards of 2 (sizes 2 and 1), seed 3.
+RUN = {"n": 3, "seed": 3, "shard_size": 2}
+NAMES = ["z_seed3_00000.h5", "z_seed3_00001.h5"]
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> list[Shard]:
+    """The shards of RUN made in this process."""
+    out = tmp_path_factory.mktemp("local")
+    return [read_shard(path) for path in generate_shards("events", Z, out_dir=out, **RUN)]
+
+
+@pytest.fixture(scope="module")
+def dask_address() -> Iterator[str]:
+    """A real two-process Dask cluster on loopback, without dashboards (port 8787 may be taken)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        worker_dashboard_address=None,
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+def _assert_same_shards(paths: list[Path], shards: list[Shard]) -> None:
+    for path, shard in zip(paths, shards, strict=True):
+        back = read_shard(path)
+        assert sorted(back.arrays) == sorted(shard.arrays)
+        for name, values in shard.arrays.items():
+            np.testing.assert_array_equal(back.arrays[name], values, err_msg=name)
+        assert back.attrs == shard.attrs
 
 
 def test_shard_seeds_are_distinct_deterministic_and_in_pythias_range():
@@ -85,3 +125,74 @@ def test_bad_requests_fail_before_generating(tmp_path, kind, config, n, message)
     with pytest.raises(NaeError, match=message):
         generate_shards(kind, config, n=n, out_dir=tmp_path, seed=1, shard_size=2)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.pythia
+def test_a_dask_cluster_makes_the_same_shards_as_this_process(
+    local_run, dask_address, tmp_path, monkeypatch
+):
+    # A relative --out, as users type it: the workers' working directory is not this one.
+    monkeypatch.chdir(tmp_path)
+    counts: list[int] = []
+
+    paths = generate_shards(
+        "events", Z, out_dir="dask", dask=dask_address, progress=counts.append, **RUN
+    )
+
+    assert paths == [Path("dask", name) for name in NAMES]
+    _assert_same_shards(paths, local_run)
+    assert sum(counts) == RUN["n"]
+
+
+@pytest.mark.pythia
+def test_slices_make_only_their_shards_and_the_full_run_completes_them(local_run, tmp_path):
+    second = generate_shards("events", Z, out_dir=tmp_path, shard_slice=ShardSlice(1, 2), **RUN)
+
+    assert [p.name for p in second] == NAMES[1:]
+    assert sorted(p.name for p in tmp_path.glob("*.h5")) == NAMES[1:]
+    _assert_same_shards(second, local_run[1:])
+
+    untouched = second[0].stat().st_mtime_ns
+    counts: list[int] = []
+    paths = generate_shards("events", Z, out_dir=tmp_path, progress=counts.append, **RUN)
+
+    assert second[0].stat().st_mtime_ns == untouched
+    assert sum(counts) == RUN["n"]
+    _assert_same_shards(paths, local_run)
+
+
+def test_slices_take_shards_round_robin_and_add_up_to_the_run():
+    # 10 rows in shards of 3: sizes 3, 3, 3, 1; slice 0 of 3 holds shards 0 and 3.
+    rows = [count_rows(10, shard_size=3, shard_slice=ShardSlice(i, 3)) for i in range(3)]
+
+    assert rows == [4, 3, 3]
+    assert count_rows(10, shard_size=3) == 10
+    assert count_rows(10, shard_size=3, shard_slice=ShardSlice(5, 6)) == 0
+
+
+@pytest.mark.parametrize(
+    ("index", "count", "message"),
+    [
+        (2, 2, r"shard index 2 is not in 0\.\.1"),
+        (-1, 2, r"shard index -1 is not in 0\.\.1"),
+        (0, 0, "slices .* must be at least 1, got 0"),
+    ],
+)
+def test_a_bad_slice_is_refused_when_made(index, count, message):
+    with pytest.raises(NaeError, match=message):
+        ShardSlice(index, count)
+
+
+def test_dask_with_local_workers_fails_before_generating(tmp_path):
+    with pytest.raises(NaeError, match=r"workers=2 \(local processes\) cannot be combined"):
+        generate_shards(
+            "events", Z, out_dir=tmp_path, dask="tcp://127.0.0.1:8786", workers=2, **RUN
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreachable_scheduler_is_one_error_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(generation, "_DASK_CONNECT_S", 0.5)
+
+    with pytest.raises(NaeError, match=r"cannot reach a Dask scheduler at 'tcp://127\.0\.0\.1:9'"):
+        generate_shards("events", Z, out_dir=tmp_path, dask="tcp://127.0.0.1:9", **RUN)
