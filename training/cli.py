@@ -163,6 +163,15 @@ def data_jets(
         float | None,
         typer.Option("--dark-mass", help="dark: dark-hadron mass in GeV (default 10)."),
     ] = None,
+    veto: Annotated[
+        bool | None,
+        typer.Option(
+            "--veto/--no-veto",
+            help="Stop events that cannot give a window jet inside Pythia's evolution "
+            "(default: on for qcd and top, off for dark; tune with --set veto.pt_fraction=...). "
+            "Kept jets are unchanged in distribution: docs/data.md, 'The in-evolution veto'.",
+        ),
+    ] = None,
     overrides: _Sets = None,
     dask: _Dask = None,
     shard_index: _ShardIndex = None,
@@ -173,14 +182,26 @@ def data_jets(
     Anti-kT R=0.8, leading jet pT 550-650 GeV, |eta| < 2 (the top-tagging landscape selection),
     stored as constituents, 40x40 image, jet 4-vector and substructure features
     (HDF5 shards <process>_seed<S>_<index>.h5)."""
-    from training.config import DetectorConfig, ImageConfig, JetSampleConfig, with_overrides
+    from training.config import (
+        DetectorConfig,
+        ImageConfig,
+        JetSampleConfig,
+        JetVetoConfig,
+        with_overrides,
+    )
 
     options = {"r_inv": r_inv, "dark_hadron_mass_gev": dark_mass}
+    if veto is not None:  # else the process's default
+        options["veto"] = JetVetoConfig() if veto else "off"
     config = JetSampleConfig(
         process=process,
         detector=DetectorConfig() if detector == "default" else None,
         image=ImageConfig() if pt_power is None else ImageConfig(pt_power=pt_power),
-        **{key: value for key, value in options.items() if value is not None},
+        **{
+            key: None if value == "off" else value
+            for key, value in options.items()
+            if value is not None
+        },
     )
     _generate(
         "jets",

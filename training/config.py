@@ -1,25 +1,42 @@
 """Typed configuration, in one place. Every model is frozen; defaults name their source.
 
-Data generation: ``DetectorConfig``, ``ImageConfig``, ``JetSampleConfig``, ``EventSampleConfig``.
-Training configs join this module when the training package lands.
+Data generation: ``DetectorConfig``, ``ImageConfig``, ``JetVetoConfig``, ``JetSampleConfig``,
+``EventSampleConfig``.
+Training: ``DataConfig``, ``ModelConfig``, ``LangevinConfig``, ``SamplerConfig``, ``LossConfig``,
+``TrainConfig``, joined in ``RunConfig``; ``load_run_config`` reads a TOML recipe and applies
+``--set`` overrides, ``config_to_toml`` writes one back.
 """
 
 from __future__ import annotations
 
+import math
+import tomllib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from training.errors import NaeError
+from training.errors import NaeError, require
 
 __all__ = [
+    "JET_FEATURES",
+    "DataConfig",
     "DetectorConfig",
     "EventProcess",
     "EventSampleConfig",
     "ImageConfig",
     "JetProcess",
     "JetSampleConfig",
+    "JetVetoConfig",
+    "LangevinConfig",
+    "LossConfig",
+    "ModelConfig",
+    "RunConfig",
+    "SamplerConfig",
+    "TrainConfig",
+    "config_to_toml",
+    "load_run_config",
     "with_overrides",
 ]
 
@@ -70,6 +87,21 @@ class ImageConfig(_Frozen):
     )
 
 
+class JetVetoConfig(_Frozen):
+    """The in-evolution veto (training/data/veto.py): when Pythia's interleaved MPI/ISR/FSR
+    evolution passes ``scale_gev``, an event whose partons have no anti-kT ``radius`` jet with
+    |eta| < ``eta_max`` above ``pt_fraction`` x the window's lower edge is dropped. The defaults
+    lose fewer than 0.5% of window jets (95% upper limit) and are measured in docs/data.md,
+    "The in-evolution veto" (benchmarks/veto.py)."""
+
+    scale_gev: float = Field(50.0, gt=0.0, description="evolution pT at which the veto looks")
+    radius: float = Field(1.0, gt=0.0, description="anti-kT R of the parton-level jets")
+    eta_max: float = Field(2.5, gt=0.0, description="|eta| acceptance of those jets")
+    pt_fraction: float = Field(
+        0.8, ge=0.0, description="threshold / pt_min_gev: veto below this parton-level jet pT"
+    )
+
+
 JetProcess = Literal["qcd", "top", "dark"]
 EventProcess = Literal[
     "w", "z", "tt", "sm", "qcd", "zprime_mumu", "a_4l", "h_tautau", "hplus_taunu"
@@ -94,9 +126,22 @@ class JetSampleConfig(_Frozen):
         description="qcd, top: Pythia PhaseSpace:pTHatMin; None gives 0.55 x pt_min_gev, which "
         "does not sculpt the window (docs/data.md); higher is faster but loses jets",
     )
+    veto: JetVetoConfig | None = Field(
+        default_factory=JetVetoConfig,
+        description="qcd, top: stop hopeless events inside Pythia's evolution; None turns it off "
+        "(dark: off by default, not measured)",
+    )
     r_inv: float = Field(0.3, ge=0.0, le=1.0, description="dark: invisible fraction")
     dark_hadron_mass_gev: float = Field(10.0, description="dark: dark-meson mass")
     zprime_mass_gev: float = Field(1500.0, description="dark: Z' mass")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dark_unvetoed_by_default(cls, data: Any) -> Any:
+        """The veto's loss is measured for qcd and top only; an explicit value still wins."""
+        if isinstance(data, dict) and data.get("process") == "dark":
+            return {"veto": None, **data}
+        return data
 
 
 class EventSampleConfig(_Frozen):
@@ -159,3 +204,259 @@ def with_overrides(config: ConfigT, assignments: Sequence[str]) -> ConfigT:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise NaeError(f"--set {where}: {first['msg']}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Training: what ``nae train CONFIG`` reads. Recipes live in training/configs/*.toml.
+
+InputKind = Literal["images", "features", "events"]
+ModelFamily = Literal["ae", "nae", "vae", "pca"]
+Architecture = Literal["dense", "conv", "conv20"]
+Preprocessing = Literal["none", "standardise", "quantile", "event_scaling"]
+Activation = Literal["prelu", "relu", "leaky_relu", "silu"]
+SamplingMode = Literal["on_manifold", "pcd", "cd"]
+InitialDistribution = Literal["gaussian", "uniform"]
+NaeLoss = Literal["nae", "logcosh"]
+VaeScore = Literal["reconstruction", "kl", "mu2"]
+Optimizer = Literal["adam", "adamw"]
+
+# Eight features of docs/data.md covering mass, prong structure and radiation pattern; our
+# pick for the CMS-study-like dense NAE (its 8-10-10-6-10-10-8 network takes eight).
+JET_FEATURES: tuple[str, ...] = (
+    "msd",
+    "tau21",
+    "tau32",
+    "c2_b1",
+    "d2_b1",
+    "ptd",
+    "major_axis",
+    "minor_axis",
+)
+_CONFIGS_DIR = Path(__file__).parent / "configs"
+
+
+class DataConfig(_Frozen):
+    """Which shards a run trains on, which of their datasets is the input, and the split.
+
+    ``input``: ``images`` (N, 40, 40) unit sum; ``features`` (N, k), the named
+    ``features/<name>`` datasets in ``features`` order; ``events`` (N, 19, 3), the pT [GeV], eta,
+    phi columns of ``particles`` (the class id is implied by the row). ``background`` and
+    ``signals`` are the test samples ``nae evaluate`` uses when none are given on its command
+    line (the layout of docs/data.md, "Training samples").
+    """
+
+    input: InputKind
+    train: tuple[str, ...] = Field(min_length=1, description="shard directories to train on")
+    features: tuple[str, ...] = Field(
+        JET_FEATURES, min_length=1, description="input = features: dataset names, in order"
+    )
+    validation_fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="held out for AE model selection (common practice)"
+    )
+    max_events: int = Field(0, ge=0, description="use the first N rows only; 0: all")
+    split_seed: int = Field(1, ge=0, description="seed of the train/validation permutation")
+    background: str = Field("", description="test background directory for nae evaluate")
+    signals: dict[str, str] = Field(
+        default_factory=dict, description="test signal name -> directory for nae evaluate"
+    )
+
+
+class ModelConfig(_Frozen):
+    """The network and the preprocessing it carries in its graph.
+
+    ``architecture``: ``dense`` (widths ``hidden``, mirrored decoder; any input, flattened);
+    ``conv``: the CNN of arXiv:2206.14225 on 40 x 40 images; ``conv20``: the same CNN on the image
+    sum-pooled to 20 x 20 inside the model (no max-pool, no upsampling: several times cheaper).
+    Defaults are the CMS semi-visible-jet NAE's dense 8-10-10-6-10-10-8 network (issue 8, item 1).
+    """
+
+    family: ModelFamily
+    architecture: Architecture = Field("dense", description="dense | conv | conv20")
+    hidden: tuple[int, ...] = Field(
+        (10, 10), description="dense encoder widths; decoder mirrors them (CMS study: 10, 10)"
+    )
+    latent_dim: int = Field(
+        6, ge=1, description="latent size (CMS study 6; arXiv:2206.14225 CNN 3); PCA components"
+    )
+    spherical: bool = Field(
+        False, description="L2-normalise the latent onto the sphere (arXiv:2206.14225: on)"
+    )
+    spectral_norm: bool = Field(
+        False, description="spectral normalisation of hidden layers (arXiv:2206.14225 config: on)"
+    )
+    activation: Activation = Field("prelu", description="hidden activation (arXiv:2206.14225)")
+    preprocessing: Preprocessing = Field(
+        "standardise",
+        description="features: standardise | quantile (to a normal, the CMS study); events: "
+        "event_scaling; images: none",
+    )
+    n_quantiles: int = Field(
+        1000, ge=2, description="quantile preprocessing: stored quantiles (sklearn's default)"
+    )
+    pt_power: float = Field(
+        1.0, gt=0.0, description="images: pixel -> pixel^n, renormalised (arXiv:2206.14225)"
+    )
+    vae_score: VaeScore = Field(
+        "mu2", description="vae: score forward returns (mu2: the CMS AXOL1TL trigger's)"
+    )
+
+
+class LangevinConfig(_Frozen):
+    """One Langevin chain: x <- clamp(x - step_size/T * clip(grad E) + noise_std_t * xi).
+
+    ``noise_anneal`` gives noise_std_t = noise_std / (1 + t) at step t (Yoon et al.,
+    arXiv:2105.05735, code). ``grad_clip`` limits each sample's gradient L2 norm (0: off).
+    ``metropolis`` accepts each step with the Metropolis-Hastings probability of the proposal
+    actually made (MALA), so the chain targets exp(-E/T) for any step size and noise.
+    """
+
+    steps: int = Field(10, ge=0, description="chain length (measured here, docs/results.md)")
+    step_size: float = Field(1.0, ge=0.0, description="drift coefficient")
+    noise_std: float = Field(0.01, ge=0.0, description="noise standard deviation")
+    noise_anneal: bool = Field(False, description="noise_std / (1 + t)")
+    temperature: float = Field(1.0, gt=0.0, description="T of exp(-E/T)")
+    grad_clip: float = Field(0.0, ge=0.0, description="per-sample gradient norm limit; 0: off")
+    metropolis: bool = Field(False, description="Metropolis-Hastings correction")
+
+
+class SamplerConfig(_Frozen):
+    """How the NAE draws negative samples.
+
+    ``on_manifold`` (Yoon et al. arXiv:2105.05735): a latent chain from the replay buffer (or a
+    fresh point) is decoded and refined by an input chain. ``pcd``: persistent input-space
+    chains from the buffer (or fresh points in ``box``), the CMS study's choice. ``cd``: input
+    chains started at the positive batch. Input chains stay inside the model's domain (pixels
+    in [0, 1], event pT >= 0) intersected with ``box`` (standardised features: [-3, 3]).
+    """
+
+    mode: SamplingMode = Field("on_manifold", description="on_manifold | pcd | cd")
+    latent: LangevinConfig = Field(default_factory=LangevinConfig)
+    input: LangevinConfig = Field(default_factory=LangevinConfig)
+    n_negatives: int = Field(
+        128, ge=1, description="negative samples per iteration (measured here, docs/results.md)"
+    )
+    buffer_size: int = Field(10_000, ge=1, description="replay buffer (arXiv:2206.14225 config)")
+    replay_ratio: float = Field(
+        0.95, ge=0.0, le=1.0, description="chains restarted from the buffer (arXiv:2206.14225)"
+    )
+    initial: InitialDistribution = Field(
+        "gaussian",
+        description="fresh chain starts: gaussian (projected on spherical latents) "
+        "or uniform in the box (arXiv:2206.14225 config: gaussian)",
+    )
+    box: tuple[float, float] = Field(
+        (-math.inf, math.inf), description="input-chain bounds (CMS wnae example: [-3, 3])"
+    )
+    chunk_size: int = Field(
+        256, ge=1, description="chains run this many samples at a time (measured here)"
+    )
+
+
+class LossConfig(_Frozen):
+    """``nae``: E+ - E- + gamma mean(E-^2) (arXiv:2206.14225, gamma = 1); ``logcosh``:
+    log cosh(E+ - E-) + alpha E+ (the CMS semi-visible-jet study). Energies are batch means."""
+
+    kind: NaeLoss = Field("nae", description="nae | logcosh")
+    gamma: float = Field(1.0, ge=0.0, description="nae: weight of mean(E-^2) (arXiv:2206.14225)")
+    alpha: float = Field(
+        1.0, ge=0.0, description="logcosh: weight of E+ (CMS study form; 1 is not tuned here)"
+    )
+    l2_weight: float = Field(
+        1e-8, ge=0.0, description="weight-norm penalty (arXiv:2206.14225 config l2_norm_reg)"
+    )
+    kl_weight: float = Field(
+        1.0, ge=0.0, description="vae: weight of the KL term (1: the ELBO; not tuned here)"
+    )
+
+
+class TrainConfig(_Frozen):
+    """Optimisation: AE pre-training epochs (validation-loss selection), then NAE iterations
+    (one positive batch and one set of negatives each; EMD selection every
+    ``checkpoint_every``)."""
+
+    ae_epochs: int = Field(100, ge=0, description="AE epochs (arXiv:2206.14225 config: 100)")
+    ae_batch_size: int = Field(512, ge=1, description="AE batch (measured here)")
+    ae_lr: float = Field(1e-3, gt=0.0, description="AE learning rate (arXiv:2206.14225)")
+    nae_iterations: int = Field(0, ge=0, description="NAE iterations (nae family only)")
+    nae_batch_size: int = Field(128, ge=1, description="positive batch per NAE iteration")
+    nae_lr: float = Field(1e-5, gt=0.0, description="NAE learning rate (arXiv:2206.14225)")
+    optimizer: Optimizer = Field("adam", description="adam (arXiv:2206.14225) | adamw (CMS)")
+    checkpoint_every: int = Field(
+        100, ge=1, description="NAE iterations between checkpoints, metrics and EMD"
+    )
+    emd_points: int = Field(
+        256, ge=2, description="positive and negative samples in each EMD (exact, O(N^3))"
+    )
+    divergence_factor: float = Field(
+        100.0, gt=1.0, description="stop when E+ or E- exceed this x their value at NAE start"
+    )
+    threads: int = Field(1, ge=1, description="torch threads (1: measured best here)")
+    seed: int = Field(1, ge=0, description="seed of weights, batches and chains")
+
+
+class RunConfig(_Frozen):
+    """One training run: everything ``train`` needs, saved with every checkpoint."""
+
+    name: str = Field(min_length=1, description="recipe name, e.g. jets-qcd-image-nae")
+    data: DataConfig
+    model: ModelConfig
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        """Refuse combinations that would fail (or silently mean nothing) later in the run."""
+        kind, model = self.data.input, self.model
+        allowed = {
+            "images": ("none",),
+            "features": ("standardise", "quantile", "none"),
+            "events": ("event_scaling", "none"),
+        }[kind]
+        if model.preprocessing not in allowed:
+            raise ValueError(
+                f"model.preprocessing={model.preprocessing!r} does not apply to {kind}; "
+                f"use one of {list(allowed)}"
+            )
+        if model.architecture != "dense" and kind != "images":
+            raise ValueError(
+                f"model.architecture={model.architecture!r} needs data.input='images'; "
+                "use 'dense' for features and events"
+            )
+        if model.family == "pca" and model.architecture != "dense":
+            raise ValueError("model.family='pca' takes model.architecture='dense'")
+        if model.pt_power != 1.0 and kind != "images":
+            raise ValueError("model.pt_power reweights images; leave it at 1 for " + kind)
+        if model.family == "nae" and self.train.nae_iterations == 0:
+            raise ValueError("model.family='nae' needs train.nae_iterations > 0")
+        return self
+
+
+def load_run_config(source: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """A ``RunConfig`` from a TOML file, or from a recipe name in training/configs/, with
+    ``--set key=value`` overrides applied; errors name the bad key or the known recipes."""
+    path = Path(source)
+    if not path.is_file():
+        recipe = _CONFIGS_DIR / f"{source}.toml"
+        if not recipe.is_file():
+            known = sorted(p.stem for p in _CONFIGS_DIR.glob("*.toml"))
+            raise NaeError(f"config {str(source)!r}: no such file or recipe; recipes: {known}")
+        path = recipe
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise NaeError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise NaeError(f"{path}: {where}: {first['msg']}") from None
+    return with_overrides(config, overrides)
+
+
+def config_to_toml(config: BaseModel) -> str:
+    """The TOML text of a config (what a run writes to ``run_dir/config.toml``); it loads back
+    to an equal config. Infinite bounds are TOML's ``inf``."""
+    tomli_w = require("tomli_w", "train")
+    return tomli_w.dumps(config.model_dump(mode="python"))

@@ -45,6 +45,7 @@ __all__ = [
     "generate_jets",
     "jets_from_constituents",
     "leading_jets",
+    "make_veto",
 ]
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -102,10 +103,10 @@ def generate_jets(
     if n_jets < 1:
         raise NaeError(f"n_jets must be at least 1, got {n_jets}")
     settings = jet_process_settings(config)
-    run = PythiaRun(settings, seed)
+    run = PythiaRun(settings, seed, veto=make_veto(config))
     rng = np.random.default_rng(seed)
     parts: list[LeadingJets] = []
-    n_accepted = n_events = 0
+    n_accepted = n_events = n_completed = 0
     for batch in run.batches(BATCH_SIZE):
         selected = leading_jets(batch, config, rng)
         take = min(len(selected.label), n_jets - n_accepted)
@@ -113,12 +114,35 @@ def generate_jets(
         n_accepted += take
         done = n_accepted == n_jets
         # In the last batch, the events after the last accepted jet are unused.
-        n_events += int(selected.event[take - 1]) + 1 if done else batch.final.n_events
+        last = int(selected.event[take - 1]) if done else batch.final.n_events - 1
+        n_events += int(batch.examined[last])
+        n_completed += last + 1
         if progress is not None and take:
             progress(take)
         if done:
             break
-    return _shard(config, parts, seed=seed, settings=settings, run=run, n_events=n_events)
+    return _shard(
+        config,
+        parts,
+        seed=seed,
+        settings=settings,
+        run=run,
+        n_events=n_events,
+        n_vetoed=n_events - n_completed,
+    )
+
+
+def make_veto(config: JetSampleConfig, *, threshold_gev: float | None = None) -> Any:
+    """The ``ScaleVeto`` hook of ``config.veto`` (None when it is off); its threshold is
+    ``pt_fraction`` x the window's lower edge unless ``threshold_gev`` is given (0 records the
+    parton-level jet pT of every event without vetoing any)."""
+    if config.veto is None:
+        return None
+    from training.data.veto import ScaleVeto
+
+    if threshold_gev is None:
+        threshold_gev = config.veto.pt_fraction * config.pt_min_gev
+    return ScaleVeto(config.veto, threshold_gev=threshold_gev)
 
 
 def leading_jets(
@@ -425,8 +449,14 @@ def _shard(
     settings: list[str],
     run: PythiaRun,
     n_events: int,
+    n_vetoed: int,
 ) -> Shard:
-    """Assemble the contract-1b arrays and provenance attributes."""
+    """Assemble the contract-1b arrays and provenance attributes.
+
+    ``n_events_generated`` counts every event Pythia began up to the last accepted jet, those
+    the veto stopped (``n_vetoed``) included, so ``selection_efficiency`` and
+    ``cross_section_pb`` (the process before veto and selection) mean the same with the veto
+    on or off."""
     fastjet = require("fastjet", "data")
     constituents = np.concatenate([p.constituents for p in parts])
     features = features_from_constituents(constituents, jet_radius=config.jet_radius)
@@ -445,6 +475,7 @@ def _shard(
         ),
         "n_tried": run.n_tried,
         "n_events_generated": n_events,
+        "n_vetoed": n_vetoed,
         "cross_section_pb": run.cross_section_pb,
         "selection_efficiency": len(constituents) / n_events,
         "versions": json.dumps(

@@ -104,10 +104,17 @@ class Particles:
 
 @dataclass(frozen=True)
 class PythiaBatch:
-    """One batch of generated events: the full record (for truth) and the visible final state."""
+    """One batch of generated events: the full record (for truth) and the visible final state.
+
+    ``examined[k]`` counts the events Pythia went through in this batch up to and including
+    event k: k + 1, plus the events a veto hook stopped before it. ``scale_jet_pt`` is the veto
+    hook's leading parton-level jet pT per event (None without a hook).
+    """
 
     record: Any  # awkward Array; record.prt: n_events * var * {id, status, mother1, ..., p}
     final: Particles  # visible final-state particles (no neutrinos, no dark-sector particles)
+    examined: np.ndarray  # (n_events,) int64, increasing
+    scale_jet_pt: np.ndarray | None = None  # (n_events,) float64 [GeV]
 
 
 @dataclass
@@ -115,11 +122,13 @@ class PythiaRun:
     """A configured, initialised Pythia instance that yields ``PythiaBatch`` objects.
 
     ``settings`` are process-specific lines added after ``COMMON_SETTINGS``. The seed fully
-    determines the output: the same seed and settings give the same events.
+    determines the output: the same seed and settings give the same events. ``veto`` is an
+    optional ``training.data.veto.ScaleVeto`` hook that stops hopeless events early.
     """
 
     settings: Sequence[str]
     seed: int
+    veto: Any = None
     _pythia: Any = field(init=False, repr=False)
     _charges: dict[int, tuple[float, bool]] = field(init=False, repr=False, default_factory=dict)
 
@@ -131,6 +140,8 @@ class PythiaRun:
         for line in (*COMMON_SETTINGS, *self.settings, "Random:setSeed = on"):
             self._read(line)
         self._read(f"Random:seed = {self.seed}")
+        if self.veto is not None:
+            self._pythia.setUserHooksPtr(self.veto)
         if not self._pythia.init():
             raise NaeError(f"Pythia failed to initialise with settings {list(self.settings)}")
 
@@ -141,8 +152,17 @@ class PythiaRun:
     def batches(self, batch_size: int = 100) -> Iterator[PythiaBatch]:
         """Generate events forever, ``batch_size`` at a time; the caller decides when to stop."""
         while True:
+            vetoed_at_start = 0 if self.veto is None else self.veto.n_vetoed
             record = self._pythia.nextBatch(batch_size)
-            yield PythiaBatch(record=record, final=self._final_state(record))
+            final = self._final_state(record)
+            examined = np.arange(1, final.n_events + 1, dtype=np.int64)
+            scale_jet_pt = None
+            if self.veto is not None:
+                scale_jet_pt, vetoed_before = self.veto.take(final.n_events)
+                examined += vetoed_before - vetoed_at_start
+            yield PythiaBatch(
+                record=record, final=final, examined=examined, scale_jet_pt=scale_jet_pt
+            )
 
     def _final_state(self, record: Any) -> Particles:
         ak = require("awkward", "data")
@@ -175,8 +195,11 @@ class PythiaRun:
 
     @property
     def cross_section_pb(self) -> float:
-        """Pythia's estimate of the generated cross section so far (mb converted to pb)."""
-        return float(self._pythia.infoPython().sigmaGen()) * 1e9
+        """Pythia's estimate of the generated process's cross section so far (mb converted to
+        pb). Pythia leaves vetoed events out of its estimate, so with a veto hook its figure is
+        divided by the fraction of events that passed: the cross section before the veto."""
+        sigma = float(self._pythia.infoPython().sigmaGen()) * 1e9
+        return sigma if self.veto is None else sigma / self.veto.pass_fraction
 
     @property
     def n_tried(self) -> int:
