@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
+import h5py
 import numpy as np
 import pytest
 
 from training.data.shards import (
     Shard,
+    hash_sample,
     iter_chunks,
     read_shard,
     shard_files,
@@ -125,8 +129,6 @@ def test_read_names_the_file_and_the_problem(z_events, tmp_path):
     with pytest.raises(BadDataFile, match=r"missing\.h5: no such file"):
         read_shard(tmp_path / "missing.h5")
 
-    import h5py
-
     path = tmp_path / "nan.h5"
     with h5py.File(path, "w") as f:
         particles = z_events.arrays["particles"].copy()
@@ -147,3 +149,59 @@ def test_shard_files_ignores_temporary_files_and_needs_shards(z_events, tmp_path
     (tmp_path / ".c.h5.tmp").write_bytes(b"partial")
 
     assert [p.name for p in shard_files(tmp_path)] == ["a.h5", "b.h5"]
+
+
+def _rows(shard: Shard, rows: slice | np.ndarray) -> Shard:
+    return Shard({k: v[rows] for k, v in shard.arrays.items()}, dict(shard.attrs))
+
+
+def _documented_hash(shards: list[Shard]) -> str:
+    """The recipe of hash_sample's docstring (and docs/data.md), written out with numpy."""
+    digest = hashlib.sha256()
+    for name in sorted(shards[0].arrays):
+        values = np.concatenate([s.arrays[name] for s in shards])
+        values = values.astype(values.dtype.newbyteorder("<"))
+        shape = "x".join(map(str, values.shape))
+        digest.update(f"{name} {values.dtype.str} {shape}\n".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def test_hash_is_the_documented_sha256_of_the_concatenated_arrays(qcd_jets, tmp_path):
+    halves = [_rows(qcd_jets, slice(0, 30)), _rows(qcd_jets, slice(30, None))]
+    for i, half in enumerate(halves):
+        write_shard(tmp_path / "two" / f"qcd_{i}.h5", half)
+    write_shard(tmp_path / "one" / "qcd.h5", qcd_jets)
+
+    digest = hash_sample(tmp_path / "two")
+
+    assert digest == _documented_hash(halves)
+    assert hash_sample(tmp_path / "one") == digest  # the split into files does not matter
+    assert hash_sample(sorted((tmp_path / "two").glob("*.h5"))) == digest
+
+
+def test_hash_ignores_chunks_compression_and_attributes_but_not_values(z_events, tmp_path):
+    digest = hash_sample([write_shard(tmp_path / "z.h5", z_events)])
+    plain = tmp_path / "plain" / "z.h5"
+    plain.parent.mkdir()
+    with h5py.File(plain, "w") as f:  # contiguous, uncompressed, no attributes
+        for name, values in z_events.arrays.items():
+            f[name] = values
+
+    assert hash_sample(plain.parent) == digest
+
+    changed = z_events.arrays["particles"].copy()
+    changed[7, 0, 0] += 1.0
+    write_shard(tmp_path / "changed.h5", Shard({**z_events.arrays, "particles": changed}))
+    swapped = _rows(z_events, np.r_[1, 0, 2 : len(z_events)])
+    write_shard(tmp_path / "swapped.h5", swapped)
+    assert hash_sample([tmp_path / "changed.h5"]) != digest
+    assert hash_sample([tmp_path / "swapped.h5"]) != digest
+
+
+def test_hash_refuses_files_of_different_layouts(qcd_jets, z_events, tmp_path):
+    write_shard(tmp_path / "a.h5", qcd_jets)
+    write_shard(tmp_path / "b.h5", z_events)
+
+    with pytest.raises(BadDataFile, match=r"a\.h5 and .*b\.h5 hold different datasets"):
+        hash_sample(tmp_path)
