@@ -47,8 +47,9 @@ __all__ = [
 BUNDLE_FILE = "bundle.json"
 MODEL_FILE = "model.onnx"
 # The one home of the LHC reference input rate: 2544 colliding bunch pairs x 11245.6 Hz revolution
-# frequency (the ADC2021 convention). Bundles, the service's settings and the calibration use it.
-REFERENCE_RATE_HZ = 2544 * 11245.6
+# frequency (the ADC2021 convention), written out because the float product is 28608806.400000002.
+# Bundles, the service's settings and the calibration use it.
+REFERENCE_RATE_HZ = 28_608_806.4
 BundleKind = Literal["jet-image", "jet-features", "event"]
 # Names end up in URLs, Prometheus labels and Triton output names: keep them to a safe alphabet.
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=128)]
