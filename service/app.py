@@ -4,9 +4,13 @@ The lifespan loads the bundles (in a worker thread; ``/v2/health/ready`` answers
 then). The scoring routes (``POST /score``, ``POST /v2/models/.../infer``) are served by
 ``ScoringApp`` before FastAPI's middleware and routing (``service.api.exchange``); every other
 route is plain FastAPI. Errors are translated once per side, to the same shape:
-``ServiceError`` keeps its status, FastAPI's validation and routing errors keep theirs,
-anything else is a 500; the body is always ``{"error": message}``. Every request is counted by
-route template and status (a pure ASGI middleware for the FastAPI routes).
+``ServiceError`` keeps its status and headers, FastAPI's validation and routing errors keep
+theirs, anything else is a 500; the body is always ``{"error": message}``. Every request is
+counted by route template and status (a pure ASGI middleware for the FastAPI routes).
+
+The OpenAPI document (``/openapi.json``, ``/docs``, ``/redoc``) lists every route's request
+body and error responses; it is rebuilt when a reload changes the loaded bundles, whose first
+gives the scoring routes their example request.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
@@ -24,14 +29,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
 from service.api import admin, metrics, models, oip, score
+from service.api.docs import add_bundle_examples, install_docs
 from service.api.exchange import HotEndpoint, error_reply, serve_hot
-from service.errors import ServiceError, Unauthorized
+from service.errors import ServiceError
+from service.memory import BodyBudget
 from service.metrics import Metrics
-from service.registry import ModelRegistry
+from service.registry import ModelRegistry, ModelSet
 from service.scoring import Scorer
 from service.settings import Settings
 
@@ -50,15 +58,30 @@ class ScoringApp(FastAPI):
     these paths falls through to FastAPI (405)."""
 
     scorer: Scorer
+    bodies: BodyBudget
+    _documented: ModelSet | None = None  # the bundle set the OpenAPI document was built for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             hot = hot_route(_route_path(scope))
             if hot is not None:
                 endpoint, template, params = hot
-                await serve_hot(endpoint, template, params, self.scorer, scope, receive, send)
+                await serve_hot(
+                    endpoint, template, params, self.scorer, self.bodies, scope, receive, send
+                )
                 return
         await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, with an example request for the scoring routes made from the
+        loaded bundles; rebuilt when a reload changed them."""
+        models = self.scorer.registry.models
+        if self._documented is not models:
+            self.openapi_schema = None
+            self._documented = models
+        if self.openapi_schema is None:
+            add_bundle_examples(super().openapi(), models)
+        return self.openapi_schema
 
 
 def _route_path(scope: Scope) -> str:
@@ -106,12 +129,16 @@ def create_app(settings: Settings, *, reload_on_sighup: bool = False) -> Scoring
         version=__version__,
         summary="Anomaly-trigger scores for LHC events and jets (ONNX Runtime).",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, without a CDN
+        redoc_url=None,
     )
     app.state.scorer = app.scorer = scorer
+    app.bodies = BodyBudget(settings.max_inflight_bytes)
     for router in (score.router, oip.router, models.router, metrics.router, admin.router):
         app.include_router(router)
+    install_docs(app)
     _install_error_handlers(app)
-    app.add_middleware(_RequestMetrics, metrics=scorer.metrics)
+    app.add_middleware(_RequestMetrics, metrics=scorer.metrics, routes=app.routes)
     return app
 
 
@@ -120,6 +147,7 @@ def _scorer(settings: Settings) -> Scorer:
         settings.models_dir,
         default_model=settings.default_model,
         intra_op_threads=settings.ort_intra_op_threads,
+        strict_readiness=settings.strict_readiness,
     )
     collectors = CollectorRegistry()
     ProcessCollector(registry=collectors)
@@ -141,7 +169,12 @@ def _install_sighup(scorer: Scorer) -> None:
         except ServiceError as exc:
             logger.error("SIGHUP reload failed: %s", exc.message)
             return
-        logger.info("SIGHUP reload: loaded %s, kept %s", report.loaded, report.kept)
+        logger.info(
+            "SIGHUP reload: loaded %s, kept %s, refused %s",
+            report.loaded,
+            report.kept,
+            sorted(report.refused),
+        )
 
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
 
@@ -155,8 +188,7 @@ def _error(message: str, status: int, headers: dict[str, str] | None = None) -> 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> Response:
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-        return _error(exc.message, exc.status, headers)
+        return _error(exc.message, exc.status, dict(exc.headers))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -176,11 +208,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 class _RequestMetrics:
-    """Counts requests and their duration by route template (bounded label values) and status."""
+    """Counts requests and their duration by route template (bounded label values) and status.
+    FastAPI names the matched route in the scope for its own routes only; the others (the
+    OpenAPI document, the docs pages and their assets) are matched here."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: list[BaseRoute]) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -198,6 +233,10 @@ class _RequestMetrics:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
+            route = scope.get("route") or self._match(scope)
             endpoint = getattr(route, "path", "unmatched")
             self.metrics.record_request(endpoint, status, time.perf_counter() - start)
+
+    def _match(self, scope: Scope) -> BaseRoute | None:
+        scope = {**scope, "path": _route_path(scope)}
+        return next((route for route in self.routes if route.matches(scope)[0] == Match.FULL), None)

@@ -68,13 +68,59 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
+# A valid interval [low, high] in the input's units; null leaves that side open.
+Bounds = tuple[float | None, float | None]
+
+
 class InputSpec(_Open):
-    """The ONNX input: name, per-event shape (without the batch axis) and dtype."""
+    """The ONNX input: name, per-event shape (without the batch axis) and dtype.
+
+    ``features`` names the entries of the last axis (with units, e.g. ``"pt [GeV]"``).
+    ``ranges`` (optional) bounds the values the service accepts, inclusive, in the input's
+    units: either one ``[low, high]`` per entry of the last axis (a list as long as that
+    axis, or of length 1 for every value), or ``{feature: [low, high]}`` for the named
+    features (``features`` must then name every entry of the last axis)."""
 
     name: str
     shape: list[PositiveInt] = Field(min_length=1)
     dtype: Literal["float32"]
     features: list[str] = []
+    ranges: list[Bounds] | dict[str, Bounds] | None = None
+
+    @model_validator(mode="after")
+    def _ranges_fit_the_last_axis(self) -> InputSpec:
+        columns = self.shape[-1]
+        if isinstance(self.ranges, dict):
+            if len(self.features) != columns:
+                raise ValueError(
+                    f"ranges by feature name need features naming all {columns} entries of "
+                    f"the last axis, got {len(self.features)} features"
+                )
+            unknown = sorted(set(self.ranges) - set(self.features))
+            if unknown:
+                raise ValueError(f"ranges name unknown features {unknown}")
+        elif self.ranges is not None and len(self.ranges) not in (1, columns):
+            raise ValueError(
+                f"ranges hold {len(self.ranges)} intervals; give 1 or one per entry of the "
+                f"last axis ({columns})"
+            )
+        bounds = self.ranges.values() if isinstance(self.ranges, dict) else self.ranges or []
+        for low, high in bounds:
+            if any(bound is not None and not math.isfinite(bound) for bound in (low, high)):
+                raise ValueError("range bounds must be finite numbers or null")
+            if low is not None and high is not None and low > high:
+                raise ValueError(f"range [{low}, {high}] has low > high")
+        return self
+
+    def column_bounds(self) -> list[Bounds]:
+        """``[low, high]`` of each entry of the last axis (``None``: open), or ``[]`` without
+        ranges."""
+        if self.ranges is None:
+            return []
+        columns = self.shape[-1]
+        if isinstance(self.ranges, dict):
+            return [self.ranges.get(feature, (None, None)) for feature in self.features]
+        return list(self.ranges) * (columns if len(self.ranges) == 1 else 1)
 
 
 class OutputSpec(_Open):

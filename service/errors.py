@@ -7,10 +7,12 @@ from __future__ import annotations
 __all__ = [
     "BadInput",
     "ModelNotFound",
+    "Overloaded",
     "PayloadTooLarge",
     "ReloadFailed",
     "ServiceError",
     "Unauthorized",
+    "Unscorable",
 ]
 
 
@@ -18,6 +20,8 @@ class ServiceError(Exception):
     """An error the client can act on: ``message`` names the problem, ``status`` the HTTP code."""
 
     status: int = 400
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra response headers (``WWW-Authenticate``, ``Retry-After``)."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -44,10 +48,24 @@ class PayloadTooLarge(ServiceError):
     status = 413
 
 
+class Unscorable(ServiceError):
+    """The model gave an event a score that is not finite (the inputs overflow it)."""
+
+    status = 422
+
+
+class Overloaded(ServiceError):
+    """Request bodies in flight already fill ``max_inflight_bytes``; retry shortly."""
+
+    status = 503
+    headers = (("Retry-After", "1"),)
+
+
 class Unauthorized(ServiceError):
     """An admin request without a bearer token (401) or with a wrong one (403)."""
 
     status = 401
+    headers = (("WWW-Authenticate", "Bearer"),)
 
 
 class ReloadFailed(ServiceError):

@@ -12,7 +12,6 @@ slice (1/60 of the window).
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import deque
@@ -48,6 +47,7 @@ class _BundleSeries:
     """The labelled children one bundle version records into, resolved once."""
 
     events_scored: Any
+    events_unscorable: Any
     events_triggered: tuple[Any, ...]  # one per working point, in the bundle's order
     inference_duration: Any
     batch_size: Any
@@ -72,6 +72,12 @@ class Metrics:
             "nae_events_triggered",
             "Events whose score exceeds the working point's threshold.",
             ["model", "version", "working_point"],
+            registry=registry,
+        )
+        self.events_unscorable = Counter(
+            "nae_events_unscorable",
+            "Events refused (422) because the model gave them a score that is not finite.",
+            ["model", "version"],
             registry=registry,
         )
         self.requests = Counter(
@@ -122,8 +128,8 @@ class Metrics:
         self._series = {model: self._bundle_series(model) for model in models}
 
     def record_scores(self, model: OnnxModel, scores: np.ndarray, fired: np.ndarray) -> None:
-        """Count one scored batch (``fired``: ``model.fired(scores)``): totals, triggered
-        totals, score histogram, sliding window."""
+        """Count one scored batch of finite ``scores`` (``fired``: ``model.fired(scores)``):
+        totals, triggered totals, score histogram, sliding window."""
         series = self._series_of(model)
         series.events_scored.inc(len(scores))
         triggered = np.count_nonzero(fired, axis=1).astype(np.int64, copy=False)
@@ -132,6 +138,11 @@ class Metrics:
                 child.inc(count)
         self._scores.observe(model.name, str(model.version), scores)
         self._window.add(model, len(scores), triggered)
+
+    def record_unscorable(self, model: OnnxModel, n_events: int) -> None:
+        """Events whose score was not finite (their request was refused, nothing else counts
+        them)."""
+        self._series_of(model).events_unscorable.inc(n_events)
 
     def record_inference(self, model: OnnxModel, n_events: int, seconds: float) -> None:
         """One ONNX Runtime call."""
@@ -161,6 +172,7 @@ class Metrics:
         version = str(model.version)
         return _BundleSeries(
             events_scored=self.events_scored.labels(model.name, version),
+            events_unscorable=self.events_unscorable.labels(model.name, version),
             events_triggered=tuple(
                 self.events_triggered.labels(model.name, version, working_point)
                 for working_point in model.working_points
@@ -179,7 +191,7 @@ class _ScoreHistogram(Collector):
     octave, narrower than the 1/4 decade between edges, so a cell holds at most one edge; a table
     gives the bucket of each cell's lower end, and one comparison with that bucket's upper edge
     moves scores above an edge inside the cell up by one. The result equals ``searchsorted``
-    exactly; batches with NaN or infinity take the ``searchsorted`` path."""
+    exactly. Scores are finite (``Scorer`` refuses the others), so the sum stays finite."""
 
     def __init__(self) -> None:
         self._edges = np.array(SCORE_BUCKETS)
@@ -192,10 +204,7 @@ class _ScoreHistogram(Collector):
 
     def observe(self, model: str, version: str, scores: np.ndarray) -> None:
         total = float(scores.sum(dtype=np.float64))
-        finite = math.isfinite(total)
-        counts = np.bincount(self._buckets(scores, finite), minlength=len(self._upper))
-        if not finite:
-            total = float(np.nansum(scores, dtype=np.float64))
+        counts = np.bincount(self._buckets(scores), minlength=len(self._upper))
         with self._lock:
             series = self._series.setdefault(
                 (model, version), [np.zeros(len(self._upper), np.int64), 0.0]
@@ -203,9 +212,9 @@ class _ScoreHistogram(Collector):
             series[0] += counts
             series[1] += total
 
-    def _buckets(self, scores: np.ndarray, all_finite: bool) -> np.ndarray:
-        """Index of each score's bucket ``(N,)``, ``le`` semantics; NaN goes to ``+Inf``."""
-        if len(scores) < _SEARCH_MAX_EVENTS or not all_finite or scores.dtype != np.float32:
+    def _buckets(self, scores: np.ndarray) -> np.ndarray:
+        """Index of each (finite) score's bucket ``(N,)``, ``le`` semantics."""
+        if len(scores) < _SEARCH_MAX_EVENTS or scores.dtype != np.float32:
             return np.searchsorted(self._edges, scores, side="left")
         cells = np.ascontiguousarray(scores).view(np.uint32) >> (32 - _CELL_BITS)
         buckets = self._bucket_of_cell.take(cells)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 __all__ = [
     "InferenceRequest",
@@ -60,7 +60,7 @@ class RequestInput(_Message):
     """An input tensor: JSON ``data`` or ``parameters.binary_data_size`` bytes after the header."""
 
     name: str
-    shape: list[int] = Field(min_length=1)
+    shape: list[StrictInt] = Field(min_length=1)
     datatype: str
     parameters: Parameters | None = None
     data: Any = None

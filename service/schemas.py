@@ -8,20 +8,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.bundle import WorkingPoint
 
-__all__ = ["ModelSummary", "ScoreRequest", "ScoreResponse", "VersionSummary"]
+__all__ = [
+    "ErrorResponse",
+    "ModelSummary",
+    "Readiness",
+    "ScoreRequest",
+    "ScoreResponse",
+    "VersionSummary",
+]
 
 
 class ScoreRequest(BaseModel):
-    """``POST /score`` JSON body: a batch of events ``(N, *input_shape)``."""
+    """``POST /score`` JSON body: a batch of events ``(N, *input_shape)`` of finite numbers
+    (inside the bundle's ``input.ranges`` where it declares them). ``model`` may be left out
+    when one bundle is the default."""
 
     model_config = ConfigDict(protected_namespaces=())
 
-    model: str | None = None
-    inputs: list[Any]
+    model: str | None = Field(None, min_length=1, max_length=128)
+    inputs: list[Any] = Field(min_length=1)
+
+
+class ErrorResponse(BaseModel):
+    """Every error, whatever the route: one message naming the problem and, where it helps,
+    the fix."""
+
+    error: str
+
+
+class Readiness(BaseModel):
+    """``GET /v2/health/ready``: ``reason`` says why when not ready."""
+
+    ready: bool
+    reason: str | None = None
 
 
 class ScoreResponse(BaseModel):

@@ -16,6 +16,7 @@ import numpy as np
 
 from service.batching import MicroBatcher
 from service.codecs import check_batch
+from service.errors import Unscorable
 from service.metrics import Metrics
 from service.registry import LoadReport, ModelRegistry
 from service.runtime import OnnxModel
@@ -69,20 +70,47 @@ class Scorer:
     async def score(self, model: OnnxModel, x: np.ndarray) -> ScoreResult:
         """Validate ``x`` ``(N, *input_shape)`` for ``model``, score it, count it. Nothing is
         counted unless the whole batch was scored; a micro-batched request is counted with
-        the merged batch it was scored in."""
-        x = check_batch(x, model.input_shape, max_batch_size=self.settings.max_batch_size)
+        the merged batch it was scored in.
+
+        A score that is not finite (an input far outside what the model was trained on, e.g.
+        1e19 overflowing float32) has no trigger meaning: the request is refused with 422
+        naming the event, its non-finite events are counted in ``nae_events_unscorable_total``
+        and nothing else is counted, so every answered score is a finite number."""
+        x = check_batch(
+            x, model.input_shape, max_batch_size=self.settings.max_batch_size, ranges=model.ranges
+        )
         if self.settings.batching_enabled:
-            scores, fired = await self._batcher(model).score(x)
+            scores, fired, counted = await self._batcher(model).score(x)
         else:
-            scores, fired = await self._score_and_count(model, x, may_hop=self.in_flight > 1)
+            scores, fired, counted = await self._score_and_count(
+                model, x, may_hop=self.in_flight > 1
+            )
+        if not counted[0]:
+            self._count_alone(model, scores, fired)
         triggers = dict(zip(model.working_points, fired, strict=True))
         return ScoreResult(model=model, scores=scores, triggers=triggers)
 
+    def _count_alone(self, model: OnnxModel, scores: np.ndarray, fired: np.ndarray) -> None:
+        """Count one request of a batch that was not counted because some score in it was not
+        finite: this request's, if all its scores are finite; else refuse it."""
+        finite = np.isfinite(scores)
+        if finite.all():
+            self.metrics.record_scores(model, scores, fired)
+            return
+        self.metrics.record_unscorable(model, len(scores) - int(np.count_nonzero(finite)))
+        event = int(np.argmin(finite))
+        raise Unscorable(
+            f"the model scores event {event} (0-based) as {float(scores[event])}, not a finite "
+            "number: its inputs are far outside what the model was trained on; nothing in this "
+            "request was scored"
+        )
+
     async def _score_and_count(
         self, model: OnnxModel, x: np.ndarray, *, may_hop: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scores ``(N,)`` and ``model.fired`` ``(n_working_points, N)`` of one ONNX Runtime
-        call, counted.
+        call, counted when every score is finite, and whether they were: ``counted`` ``(N,)``
+        bool, all equal (an array so that the micro-batcher splits it with the scores).
 
         A batch above ``inline_max_events`` runs on the inference thread when ``may_hop``, so
         the event loop reads other bodies meanwhile. Only ONNX Runtime goes there: run in the
@@ -99,8 +127,10 @@ class Scorer:
             scores, seconds = _timed_score(model, x)
         self.metrics.record_inference(model, len(x), seconds)
         fired = model.fired(scores)
-        self.metrics.record_scores(model, scores, fired)
-        return scores, fired
+        counted = bool(np.isfinite(scores).all())
+        if counted:
+            self.metrics.record_scores(model, scores, fired)
+        return scores, fired, np.broadcast_to(np.bool_(counted), scores.shape)
 
     def _batcher(self, model: OnnxModel) -> MicroBatcher:
         batcher = self._batchers.get(model)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, PositiveInt, SecretStr
+from pydantic import Field, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.bundle import REFERENCE_RATE_HZ  # a constant of the bundle contract; no cycle
@@ -34,6 +34,16 @@ class Settings(BaseSettings):
 
     max_body_bytes: PositiveInt = 64 * 1024 * 1024
     """Largest request body accepted; larger bodies get 413 before they are read."""
+
+    max_inflight_bytes: PositiveInt = 128 * 1024 * 1024
+    """Most bytes of request bodies held at once across all connections of a worker; a body
+    that would pass it gets 503 with ``Retry-After`` before it is read. Decoding a JSON body
+    takes up to ~7 times its size on top; a binary body is read without a copy."""
+
+    strict_readiness: bool = True
+    """``/v2/health/ready`` (and the image's health check) answers 200 only when the models
+    directory exists, at least one bundle is loaded and none was refused at the last load
+    (Triton's ``--strict-readiness``). False: ready once the directory has been read."""
 
     max_batch_size: PositiveInt = 65_536
     """Most events one request may carry."""
@@ -67,3 +77,16 @@ class Settings(BaseSettings):
 
     batching_max_queue_delay_us: int = Field(500, ge=0)
     """Longest a request waits for others to join its batch [microseconds]."""
+
+    corked_writes: bool = True
+    """Write each response in one system call (``service.http_protocol``, a subclass of a
+    uvicorn internal); false runs uvicorn's own httptools protocol."""
+
+    @model_validator(mode="after")
+    def _one_body_fits_in_flight(self) -> Settings:
+        if self.max_inflight_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_inflight_bytes ({self.max_inflight_bytes}) must be at least "
+                f"max_body_bytes ({self.max_body_bytes}), or the largest body is never read"
+            )
+        return self

@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 
 from service.metrics import Metrics
 from service.registry import ModelRegistry
+from service.schemas import ErrorResponse
 from service.scoring import Scorer
 from service.settings import Settings
 
@@ -24,8 +25,37 @@ __all__ = [
     "RegistryDep",
     "ScorerDep",
     "SettingsDep",
+    "error_responses",
     "scorer_of",
 ]
+
+_ERRORS: dict[int, str] = {
+    400: "Bad input: the message names the problem (shape, dtype, NaN, input range, model name, "
+    "header...) and, where it helps, the first offending event.",
+    401: "No `Authorization: Bearer <token>` header.",
+    403: "Wrong token, or the admin endpoints are disabled (no NAE_ADMIN_TOKEN).",
+    404: "No such bundle or version is loaded.",
+    409: "The models directory is missing on reload; the loaded bundles stay served.",
+    413: "The body exceeds NAE_MAX_BODY_BYTES or the batch NAE_MAX_BATCH_SIZE.",
+    415: "Unsupported Content-Type, or a Content-Encoding other than identity.",
+    422: "The model scores an event as infinity or NaN (inputs far outside its training "
+    "data); nothing in the request was scored.",
+    500: "Internal error: a bug in the service, logged with its traceback.",
+    503: "Busy: request bodies in flight fill NAE_MAX_INFLIGHT_BYTES; retry after "
+    "`Retry-After` seconds.",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` entries of a route's error statuses: ``{"error": message}``
+    (``schemas.ErrorResponse``), with what each status means here. Every route lists 500."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({*statuses, 500}):
+        responses[status] = {"model": ErrorResponse, "description": _ERRORS[status]}
+        if status == 503:
+            responses[status]["headers"] = _RETRY_AFTER
+    return responses
 
 
 class DocumentedRoute(APIRoute):

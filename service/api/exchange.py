@@ -2,9 +2,14 @@
 
 ``ScoringApp`` (``service.app``) serves these routes before FastAPI's middleware and routing:
 on a single-event request those layers cost about three times the service's own work. An
-endpoint gets an ``Exchange`` (headers, query parameters, the body under the size limit) and
+endpoint gets an ``Exchange`` (headers, query parameters, the body under the size limits) and
 returns a ``Reply``; ``serve_hot`` turns errors into ``{"error": ...}`` answers, sends the reply
 and counts the request, as the FastAPI error handlers and middleware do for every other route.
+
+Bodies are taken from the worker's ``BodyBudget`` (``NAE_MAX_INFLIGHT_BYTES``) before they are
+buffered and given back when the answer is sent. ``Content-Encoding`` other than ``identity``
+is refused with 415 on both routes (the only ones that read a body): a compressed body would
+escape the size limits until it was inflated.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from urllib.parse import parse_qsl
 import numpy as np
 from starlette.types import Receive, Scope, Send
 
-from service.codecs import json_bytes
-from service.errors import BadInput, PayloadTooLarge, ServiceError
+from service.codecs import integer_from_text, json_bytes
+from service.errors import BadInput, Overloaded, PayloadTooLarge, ServiceError
+from service.memory import BodyBudget
 from service.scoring import Scorer
 
 __all__ = [
@@ -51,22 +57,41 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-def error_reply(message: str, status: int) -> Reply:
+def error_reply(message: str, status: int, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
     """The service's one error shape, ``{"error": message}``."""
-    return Reply(json_bytes({"error": message}), status=status)
+    return Reply(json_bytes({"error": message}), status=status, headers=headers)
+
+
+_OVERLOADED = (
+    "the server is busy: request bodies in flight fill its memory budget "
+    "(NAE_MAX_INFLIGHT_BYTES); retry in a second"
+)
 
 
 class Exchange:
     """Headers, query parameters, path parameters and body of one request."""
 
-    __slots__ = ("_headers", "_query", "_query_string", "_receive", "path_params")
+    __slots__ = (
+        "_budget",
+        "_headers",
+        "_query",
+        "_query_string",
+        "_receive",
+        "path_params",
+        "reserved",
+    )
 
-    def __init__(self, scope: Scope, receive: Receive, path_params: dict[str, str]) -> None:
+    def __init__(
+        self, scope: Scope, receive: Receive, path_params: dict[str, str], budget: BodyBudget
+    ) -> None:
         self._headers: dict[bytes, bytes] = dict(scope["headers"])
         self._query_string: bytes = scope["query_string"]
         self._query: dict[str, str] | None = None
         self._receive = receive
+        self._budget = budget
         self.path_params = path_params
+        self.reserved = 0
+        """Bytes of ``budget`` this request holds (``serve_hot`` gives them back)."""
 
     def header(self, name: str) -> str | None:
         """A header by its lower-case name."""
@@ -82,22 +107,28 @@ class Exchange:
 
     async def body(self, limit: int) -> bytes | memoryview:
         """The raw body, refused with 413 before it is buffered when it exceeds ``limit`` bytes
-        (by ``Content-Length``, or while a chunked body streams in).
+        (by ``Content-Length``, or while a chunked body streams in), with 503 when the
+        worker's budget of bytes in flight cannot hold it, and with 415 when it is compressed.
 
         With a ``Content-Length`` the chunks are copied as they arrive into one uninitialised
         numpy buffer (a ``bytearray`` would first zero it, which costs more than half the
         copy), so a body of megabytes is held once; a body that arrives in one chunk is not
         copied at all. The result is bytes-like, which every decoder in ``service.codecs``
         reads without a copy."""
+        encoding = self.header("content-encoding")
+        if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+            raise BadInput(
+                f"Content-Encoding {encoding[:40]!r} is not supported: send the body "
+                "uncompressed (no Content-Encoding, or identity)",
+                status=415,
+            )
         declared = self.header("content-length")
         if declared is None:
             return await self._read_chunked(limit)
-        try:
-            size = int(declared)
-        except ValueError as exc:
-            raise BadInput(f"Content-Length {declared!r} is not an integer") from exc
+        size = integer_from_text(declared, what="Content-Length")
         if size > limit:
             raise PayloadTooLarge(f"body of {size} bytes exceeds the limit of {limit} bytes")
+        self._reserve(size)
         chunk, more = await self._next_chunk()
         if not more and len(chunk) == size:
             return chunk
@@ -122,8 +153,14 @@ class Exchange:
             size += len(chunk)
             if size > limit:
                 raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+            self._reserve(2 * len(chunk))  # the chunk, then its copy in the joined body
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _reserve(self, n_bytes: int) -> None:
+        if not self._budget.reserve(n_bytes):
+            raise Overloaded(_OVERLOADED)
+        self.reserved += n_bytes
 
     async def _next_chunk(self) -> tuple[bytes, bool]:
         message = await self._receive()
@@ -140,6 +177,7 @@ async def serve_hot(
     template: str,
     path_params: dict[str, str],
     scorer: Scorer,
+    budget: BodyBudget,
     scope: Scope,
     receive: Receive,
     send: Send,
@@ -150,11 +188,12 @@ async def serve_hot(
     start = time.perf_counter()
     status = 500
     scorer.in_flight += 1
+    exchange = Exchange(scope, receive, path_params, budget)
     try:
         try:
-            reply = await endpoint(scorer, Exchange(scope, receive, path_params))
+            reply = await endpoint(scorer, exchange)
         except ServiceError as exc:
-            reply = error_reply(exc.message, exc.status)
+            reply = error_reply(exc.message, exc.status, exc.headers)
         except ClientGone:
             status = CLIENT_CLOSED_REQUEST
             return
@@ -171,4 +210,5 @@ async def serve_hot(
         await send({"type": "http.response.body", "body": reply.body})
     finally:
         scorer.in_flight -= 1
+        budget.release(exchange.reserved)
         scorer.metrics.record_request(template, status, time.perf_counter() - start)

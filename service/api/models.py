@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import RegistryDep
+from service.api.deps import RegistryDep, error_responses
 from service.bundle import MODEL_FILE
 from service.errors import ModelNotFound
 from service.registry import ModelRegistry
@@ -16,13 +16,13 @@ __all__ = ["router"]
 router = APIRouter(prefix="/models", tags=["models"])
 
 
-@router.get("", response_model=list[ModelSummary])
+@router.get("", response_model=list[ModelSummary], responses=error_responses())
 async def list_models(registry: RegistryDep) -> list[ModelSummary]:
     """Every loaded bundle name with its versions."""
     return [_summary(registry, name) for name in sorted(registry.models.versions)]
 
 
-@router.get("/{name}", response_model=ModelSummary)
+@router.get("/{name}", response_model=ModelSummary, responses=error_responses(404))
 async def get_model(name: str, registry: RegistryDep) -> ModelSummary:
     """One bundle name with its versions."""
     if name not in registry.models.versions:

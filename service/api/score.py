@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from service.api.deps import DocumentedRoute
+from service.api.deps import DocumentedRoute, error_responses
 from service.api.exchange import Exchange, Reply
 from service.codecs import (
     NPY_MEDIA_TYPE,
@@ -22,8 +22,10 @@ from service.codecs import (
     array_from_json,
     array_from_npy,
     array_from_raw,
+    checked_name,
     json_bytes,
     json_from_body,
+    media_type_of,
     npy_bytes,
     score_json_fast,
 )
@@ -47,12 +49,19 @@ _REQUEST_BODY_DOC: dict[str, Any] = {
     # Served by ``ScoringApp``: the query parameter is declared here for the OpenAPI document.
     "parameters": [
         {
+            "name": "X-Shape",
+            "in": "header",
+            "required": False,
+            "description": "Shape of a raw float32 body with the batch axis, e.g. `100,19,4`.",
+            "schema": {"type": "string"},
+        },
+        {
             "name": "model",
             "in": "query",
             "required": False,
-            "description": "Bundle name (binary bodies).",
-            "schema": {"type": "string"},
-        }
+            "description": "Bundle name (binary bodies; a JSON body's `model` wins).",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+        },
     ],
 }
 
@@ -64,8 +73,12 @@ _REQUEST_BODY_DOC: dict[str, Any] = {
     responses={
         200: {
             "model": ScoreResponse,
+            "description": "Scores and triggers (JSON), or the scores as `.npy` float32 "
+            "when `Accept: application/x-npy` (bundle and version in `X-Model` and "
+            "`X-Model-Version`).",
             "content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
-        }
+        },
+        **error_responses(400, 404, 413, 415, 422, 503),
     },
 )
 async def score_documented() -> None:
@@ -75,33 +88,34 @@ async def score_documented() -> None:
 
 
 async def score(scorer: Scorer, exchange: Exchange) -> Reply:
-    """``POST /score``; see the module docstring for the body formats."""
-    model = exchange.query("model")
-    body = await exchange.body(scorer.settings.max_body_bytes)
-    media_type = (exchange.header("content-type") or "application/json").split(";")[0].strip()
-    if media_type == NPY_MEDIA_TYPE:
-        bundle_model = scorer.resolve(model)
-        x = array_from_npy(body)
-    elif media_type == RAW_MEDIA_TYPE:
-        bundle_model = scorer.resolve(model)
-        x = array_from_raw(body, exchange.header(SHAPE_HEADER))
-    elif media_type == "application/json" and (fast := score_json_fast(body)) is not None:
-        bundle_model = scorer.resolve(fast[0] or model)
-        x = fast[1]
-    elif media_type == "application/json":
-        payload = json_from_body(body)
-        if not isinstance(payload, dict) or "inputs" not in payload:
-            raise BadInput('JSON body must be an object {"model": NAME, "inputs": [[...], ...]}')
-        bundle_model = scorer.resolve(payload.get("model") or model)
-        x = array_from_json(payload["inputs"])
-    else:
+    """``POST /score``; see the module docstring for the body formats. The media type is
+    checked before the body is read."""
+    query_model = checked_name(exchange.query("model"), what="query parameter model")
+    media_type = media_type_of(exchange.header("content-type"), "application/json")
+    if media_type not in (NPY_MEDIA_TYPE, RAW_MEDIA_TYPE, "application/json"):
         raise BadInput(
-            f"unsupported Content-Type {media_type!r}: send application/json, "
+            f"unsupported Content-Type {media_type[:60]!r}: send application/json, "
             f"{NPY_MEDIA_TYPE} or {RAW_MEDIA_TYPE} with X-Shape",
             status=415,
         )
+    body = await exchange.body(scorer.settings.max_body_bytes)
+    if media_type == NPY_MEDIA_TYPE:
+        bundle_model = scorer.resolve(query_model)
+        x = array_from_npy(body)
+    elif media_type == RAW_MEDIA_TYPE:
+        bundle_model = scorer.resolve(query_model)
+        x = array_from_raw(body, exchange.header(SHAPE_HEADER))
+    elif (fast := score_json_fast(body)) is not None:
+        bundle_model = scorer.resolve(checked_name(fast[0]) or query_model)
+        x = fast[1]
+    else:
+        payload = json_from_body(body)
+        if not isinstance(payload, dict) or "inputs" not in payload:
+            raise BadInput('JSON body must be an object {"model": NAME, "inputs": [[...], ...]}')
+        bundle_model = scorer.resolve(checked_name(payload.get("model")) or query_model)
+        x = array_from_json(payload["inputs"])
     result = await scorer.score(bundle_model, x)
-    if NPY_MEDIA_TYPE in (exchange.header("accept") or ""):
+    if NPY_MEDIA_TYPE in (exchange.header("accept") or "").lower():
         headers = (("x-model", result.model.name), ("x-model-version", str(result.model.version)))
         return Reply(npy_bytes(result.scores), NPY_MEDIA_TYPE, headers=headers)
     content = {

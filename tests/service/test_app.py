@@ -71,9 +71,14 @@ def test_the_hot_routes_are_in_the_openapi_document(client: TestClient) -> None:
     assert {"application/json", "application/x-npy", "application/octet-stream"} <= set(
         score["requestBody"]["content"]
     )
-    assert [p["name"] for p in score["parameters"]] == ["model"]
+    assert [p["name"] for p in score["parameters"]] == ["X-Shape", "model"]
     infer = paths["/v2/models/{name}/versions/{version}/infer"]["post"]
-    assert [p["name"] for p in infer["parameters"]] == ["name", "version"]
+    assert [p["name"] for p in infer["parameters"]] == [
+        "name",
+        "version",
+        "Inference-Header-Content-Length",
+    ]
+    assert {"application/json", "application/octet-stream"} <= set(infer["requestBody"]["content"])
     # Other methods on a hot path fall through to FastAPI.
     assert client.get("/v2/models/m/infer").status_code == 405
 

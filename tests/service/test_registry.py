@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import ModelNotFound, ReloadFailed
+from service.errors import BadInput, ModelNotFound, ReloadFailed
 from service.registry import ModelRegistry
 
 
@@ -20,9 +20,9 @@ def test_loads_every_version_and_defaults_to_the_highest(
     for version in (1, 3, 2):
         bundle_factory(tmp_path, "ev", version, (19, 4))
     registry = ModelRegistry(tmp_path)
-    assert not registry.ready
+    assert registry.readiness() == "bundles are still loading"
     report = registry.load()
-    assert registry.ready
+    assert registry.readiness() is None
     assert report.loaded == ["ev/1", "ev/2", "ev/3"] and report.refused == {}
     assert registry.resolve("ev").version == 3
     assert registry.resolve(None).version == 3  # the only name is the default
@@ -38,19 +38,50 @@ def test_default_model_is_configurable_and_ambiguity_is_an_error(
 ) -> None:
     registry = ModelRegistry(models_dir)
     registry.load()
-    with pytest.raises(ModelNotFound, match="name a model"):
+    with pytest.raises(BadInput, match="name a model: several bundles are loaded"):
         registry.resolve(None)
     chosen = ModelRegistry(models_dir, default_model="jets-test-image-nae")
     chosen.load()
     assert chosen.resolve(None).input_shape == (40, 40)
 
 
-def test_an_empty_or_missing_directory_is_ready_with_no_bundles(tmp_path: Path) -> None:
-    registry = ModelRegistry(tmp_path / "missing")
+def test_strict_readiness_needs_the_directory_a_bundle_and_no_refusal(
+    tmp_path: Path, bundle_factory: Callable[..., Path]
+) -> None:
+    models = tmp_path / "models"
+    registry = ModelRegistry(models)
     assert registry.load().loaded == []
-    assert registry.ready
+    assert registry.readiness() == "the models directory is missing"
     with pytest.raises(ModelNotFound, match="no bundle is loaded"):
         registry.resolve(None)
+    models.mkdir()
+    registry.load()
+    assert registry.readiness() == "no bundle is loaded"
+    bundle_factory(models, "ev", 1, (19, 4))
+    _corrupt_hash(bundle_factory(models, "bad", 1, (19, 4)))
+    registry.load()
+    assert registry.readiness() == (
+        "1 bundle(s) refused at the last load: bad/1 (the reasons are in the log and in the "
+        "answer of POST /admin/reload)"
+    )
+    shutil.rmtree(models / "bad")
+    registry.load()
+    assert registry.readiness() is None
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "refused"])
+def test_without_strict_readiness_a_read_directory_is_ready(
+    tmp_path: Path, bundle_factory: Callable[..., Path], make: str
+) -> None:
+    models = tmp_path / "models"
+    if make != "missing":
+        models.mkdir()
+    if make == "refused":
+        _corrupt_hash(bundle_factory(models, "bad", 1, (19, 4)))
+    registry = ModelRegistry(models, strict_readiness=False)
+    assert registry.readiness() == "bundles are still loading"
+    registry.load()
+    assert registry.readiness() is None
 
 
 def _corrupt_hash(directory: Path) -> None:
@@ -76,9 +107,10 @@ def test_a_bad_bundle_is_refused_with_one_log_line_while_the_others_load(
     with caplog.at_level(logging.ERROR, logger="service.registry"):
         report = registry.load()
     assert report.loaded == ["ev/1"]
-    assert list(report.refused) == [str(tmp_path / "bad" / "1")]
+    assert list(report.refused) == ["bad/1"]
+    assert str(tmp_path) not in report.refused["bad/1"]  # the report goes to clients
     refusals = [record for record in caplog.records if record.levelno == logging.ERROR]
-    assert len(refusals) == 1 and "bad/1" in refusals[0].getMessage()
+    assert len(refusals) == 1 and str(tmp_path / "bad" / "1") in refusals[0].getMessage()
     assert "\n" not in refusals[0].getMessage()
 
 

@@ -27,7 +27,7 @@ def test_help_names_the_options() -> None:
 
 
 @pytest.mark.slow
-def test_serve_starts_on_an_empty_directory_and_reloads_on_sighup(
+def test_serve_starts_without_a_directory_is_not_ready_and_reloads_on_sighup(
     tmp_path: Path,
     bundle_factory: Callable[..., Path],
     wait_for: Callable[..., None],
@@ -52,11 +52,17 @@ def test_serve_starts_on_an_empty_directory_and_reloads_on_sighup(
         subprocess.Popen(command, env=env, stdout=output, stderr=output) as server,
     ):
         try:
-            wait_for(lambda: httpx.get(f"{url}/v2/health/ready").status_code == 200, "readiness")
+            wait_for(lambda: httpx.get(f"{url}/v2/health/live").status_code == 200, "liveness")
+            # Loaded (uvicorn serves once the lifespan is done), but not ready under strict
+            # readiness: the models directory is missing.
+            not_ready = httpx.get(f"{url}/v2/health/ready")
+            assert not_ready.status_code == 503
+            assert not_ready.json()["reason"] == "the models directory is missing"
             assert httpx.get(f"{url}/models").json() == []
             bundle_factory(tmp_path / "models", "ev", 1, (19, 4))
             server.send_signal(signal.SIGHUP)
-            wait_for(lambda: len(httpx.get(f"{url}/models").json()) == 1, "the SIGHUP reload")
+            wait_for(lambda: httpx.get(f"{url}/v2/health/ready").status_code == 200, "readiness")
+            assert len(httpx.get(f"{url}/models").json()) == 1
         finally:
             server.send_signal(signal.SIGINT)
             server.wait(timeout=30)

@@ -47,7 +47,8 @@ def test_reload_reports_refused_bundles_and_keeps_the_old_set(
         response = client.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
         assert response.status_code == 200
         report = response.json()
-        assert report["loaded"] == ["ev/1"] and list(report["refused"]) == [str(bad)]
+        assert report["loaded"] == ["ev/1"] and list(report["refused"]) == ["ev/2"]
+        assert "sha256" in report["refused"]["ev/2"] and str(tmp_path) not in str(report)
         scored = client.post("/score", json={"inputs": np.zeros((1, 19, 4)).tolist()})
         assert scored.json()["version"] == 1
 

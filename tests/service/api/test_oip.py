@@ -124,4 +124,4 @@ def test_json_infer_errors_name_the_problem(client: TestClient) -> None:
     response = client.post(
         f"/v2/models/{EVENTS}/versions/one/infer", json={"inputs": cases[1][0]["inputs"]}
     )
-    assert response.status_code == 404 and "integer" in response.json()["error"]
+    assert response.status_code == 400 and "integer" in response.json()["error"]

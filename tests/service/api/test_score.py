@@ -155,14 +155,24 @@ def test_bad_input_is_a_4xx_naming_the_problem_and_counts_nothing(
     assert healthy.status_code == 200  # the service survived
 
 
-def test_an_empty_models_directory_starts_and_says_no_bundle_is_loaded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("strict", [True, False])
+def test_an_empty_models_directory_starts_and_says_no_bundle_is_loaded(
+    tmp_path: Path, strict: bool
+) -> None:
     from service.app import create_app
 
-    with TestClient(create_app(Settings(models_dir=tmp_path / "none"))) as empty:
-        assert empty.get("/v2/health/ready").status_code == 200
+    settings = Settings(models_dir=tmp_path / "none", strict_readiness=strict)
+    with TestClient(create_app(settings)) as empty:
+        ready = empty.get("/v2/health/ready")
         response = empty.post("/score", json={"inputs": [[[0.0] * 4] * 19]})
+    if strict:
+        assert ready.status_code == 503
+        assert ready.json() == {"ready": False, "reason": "the models directory is missing"}
+    else:
+        assert ready.status_code == 200
     assert response.status_code == 404
     assert "no bundle is loaded" in response.json()["error"]
+    assert str(tmp_path) not in response.text
 
 
 # inline_max_events=0: concurrent requests go to the inference thread; batching: merged batches.
