@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+from training.config import EventProcess, JetProcess  # pydantic only: cheap for `nae serve`
 from training.errors import NaeError, require
 
 if TYPE_CHECKING:
@@ -84,10 +85,6 @@ def serve(
     )
 
 
-_JetProcess = Literal["qcd", "top", "dark"]
-_EventProcess = Literal[
-    "w", "z", "tt", "sm", "qcd", "zprime_mumu", "a_4l", "h_tautau", "hplus_taunu"
-]
 _Detector = Literal["default", "none"]
 _SET_HELP = (
     "Override any setting of the sample config as key=value, repeatable, e.g. "
@@ -146,7 +143,7 @@ _NShards = Annotated[
 
 @data_app.command("jets")
 def data_jets(
-    process: Annotated[_JetProcess, typer.Option("--process", help="Jet sample to generate.")],
+    process: Annotated[JetProcess, typer.Option("--process", help="Jet sample to generate.")],
     n: Annotated[int, typer.Option("--n", min=1, help="Number of jets.")],
     out: _Out,
     seed: _Seed = 1,
@@ -219,7 +216,7 @@ def data_jets(
 @data_app.command("events")
 def data_events(
     process: Annotated[
-        _EventProcess,
+        EventProcess,
         typer.Option("--process", help="Background (w, z, tt, sm, qcd) or signal sample."),
     ],
     n: Annotated[
@@ -358,33 +355,56 @@ def data_convert(
 
 @data_app.command("report")
 def data_report(
-    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Directory of shards.")],
+    directories: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="DIR...", help="Shard directories; each process in each is a curve."
+        ),
+    ],
     out: Annotated[
-        Path | None, typer.Option("--out", help="PNG to write (default DIR/report.png).")
+        Path | None,
+        typer.Option(
+            "--out", help="PNG to write (default report.png in the directories' common parent)."
+        ),
     ] = None,
 ) -> None:
-    """Summarise a shard directory as tables and a PNG of histograms.
+    """Summarise one or more shard directories as tables and one PNG of overlaid histograms.
 
-    Sample size, cross section and distributions (jets: mass, soft-drop mass, tau32, image
-    occupancy; events: MET, leading-lepton pT, object multiplicities); the PNG holds the
-    histograms."""
+    Sample sizes, selection (filter) efficiency, cross section and sigma x efficiency from the
+    shard attributes, distribution summaries, and each directory's content hash (as
+    'nae data hash'); the PNG shows 1/N dN/dx with statistical errors (jets: pT, mass,
+    soft-drop mass, tau32, constituents, image pixels; events: MET, leading-lepton and
+    leading-jet pT, object multiplicities)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from training.data.report import make_report
 
-    report = make_report(directory, png_path=out)
-    console = Console()
+    report = make_report(directories, png_path=out)
+    console = Console(width=None if sys.stdout.isatty() else 120)  # a pipe has no width: 80
     for title, (header, rows) in (
-        (f"{report.directory} ({report.kind})", report.sample_rows()),
+        (f"{report.kind} samples", report.sample_rows()),
         ("distributions", report.distribution_rows()),
     ):
         table = Table(*map(escape, header), title=escape(title))  # units are in [brackets]
         for row in rows:
             table.add_row(*map(escape, row))
         console.print(table)
+    for directory, digest in report.hashes.items():  # plain lines: a table would fold them
+        typer.echo(f"sha256 {digest}  {directory}")
     typer.echo(f"histograms saved to {report.png_path}")
+
+
+@data_app.command("hash")
+def data_hash(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Directory of shards.")],
+) -> None:
+    """Print the sha256 of a sample's arrays, for provenance (stable across HDF5 chunking,
+    compression and the split into files; attributes are not hashed; docs/data.md)."""
+    from training.data.shards import hash_sample
+
+    typer.echo(f"{hash_sample(directory)}  {directory}")
 
 
 @contextmanager

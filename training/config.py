@@ -41,6 +41,11 @@ __all__ = [
 ]
 
 
+# The jet shard layout (DESIGN.md contract 1b; training/data/shards.py checks every write).
+SHARD_IMAGE_PIXELS = 40
+SHARD_CONSTITUENTS = 200
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -80,7 +85,7 @@ class DetectorConfig(_Frozen):
 class ImageConfig(_Frozen):
     """Jet images as in arXiv:2206.14225 (NAE for jets): 40 x 40 pixels over +-0.8 in eta, phi."""
 
-    n_pixels: int = Field(40, description="pixels per side")
+    n_pixels: int = Field(SHARD_IMAGE_PIXELS, description="pixels per side")
     half_width: float = Field(0.8, description="image spans +-half_width in eta and phi")
     pt_power: float = Field(
         1.0, description="pixel intensity ~ pT^n; n < 1 softens the core (arXiv:2206.14225)"
@@ -120,7 +125,9 @@ class JetSampleConfig(_Frozen):
     pt_min_gev: float = Field(550.0, description="leading-jet pT window, lower edge")
     pt_max_gev: float = Field(650.0, description="leading-jet pT window, upper edge")
     eta_max: float = Field(2.0, description="leading-jet |eta| cut")
-    n_constituents: int = Field(200, description="constituents kept per jet (zero-padded)")
+    n_constituents: int = Field(
+        SHARD_CONSTITUENTS, description="constituents kept per jet (zero-padded)"
+    )
     pthat_min_gev: float | None = Field(
         None,
         description="qcd, top: Pythia PhaseSpace:pTHatMin; None gives 0.55 x pt_min_gev, which "
@@ -134,6 +141,22 @@ class JetSampleConfig(_Frozen):
     r_inv: float = Field(0.3, ge=0.0, le=1.0, description="dark: invisible fraction")
     dark_hadron_mass_gev: float = Field(10.0, description="dark: dark-meson mass")
     zprime_mass_gev: float = Field(1500.0, description="dark: Z' mass")
+
+    @model_validator(mode="after")
+    def _fits_the_shard_layout(self) -> JetSampleConfig:
+        """Refuse at once what write_shard would refuse after all the Pythia work."""
+        if self.image.n_pixels != SHARD_IMAGE_PIXELS:
+            raise ValueError(
+                f"image.n_pixels = {self.image.n_pixels}: jet shards hold "
+                f"{SHARD_IMAGE_PIXELS} x {SHARD_IMAGE_PIXELS} images (docs/data.md, 'Storage'); "
+                "make other images from the stored constituents (images_from_constituents)"
+            )
+        if self.n_constituents != SHARD_CONSTITUENTS:
+            raise ValueError(
+                f"n_constituents = {self.n_constituents}: jet shards hold "
+                f"{SHARD_CONSTITUENTS} constituents per jet (the top-tagging landscape layout)"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -429,6 +452,10 @@ class RunConfig(_Frozen):
             raise ValueError("model.pt_power reweights images; leave it at 1 for " + kind)
         if model.family == "nae" and self.train.nae_iterations == 0:
             raise ValueError("model.family='nae' needs train.nae_iterations > 0")
+        if model.family in ("ae", "vae") and self.train.ae_epochs == 0:
+            raise ValueError(f"model.family={model.family!r} needs train.ae_epochs > 0")
+        if model.spherical and model.family not in ("ae", "nae"):
+            raise ValueError(f"model.spherical applies to ae and nae, not {model.family!r}")
         return self
 
 

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from training.config import DetectorConfig
-from training.data.pythia import Particles, merge_particles
+from training.data.particles import Particles, merge_particles
 
 __all__ = [
     "ECAL_TOWER_PID",

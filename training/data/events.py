@@ -28,13 +28,8 @@ import numpy as np
 from training import __version__
 from training.config import EventSampleConfig
 from training.data.detector import detector_response
-from training.data.pythia import (
-    COMMON_SETTINGS,
-    Particles,
-    PythiaRun,
-    event_process_settings,
-    pythia_version,
-)
+from training.data.particles import Particles, pseudorapidity, wrap_phi
+from training.data.pythia import COMMON_SETTINGS, PythiaRun, event_process_settings, pythia_version
 from training.data.shards import Shard
 from training.errors import NaeError, require
 
@@ -205,7 +200,7 @@ def relative_isolation(candidates: Particles, index: np.ndarray, *, cone: float)
         starts[candidates.event[index]] - pair_start, n_pairs
     )
     centre = index[owner]
-    dphi = (phi[other] - phi[centre] + np.pi) % (2 * np.pi) - np.pi
+    dphi = wrap_phi(phi[other] - phi[centre])
     near = ((eta[other] - eta[centre]) ** 2 + dphi**2 < cone**2) & (other != centre)
     cone_pt = np.bincount(owner, weights=pt[other] * near, minlength=len(index))
     return cone_pt / pt[index]
@@ -224,7 +219,7 @@ def _jets(candidates: Particles, config: EventSampleConfig) -> Objects:
     flat = ak.flatten(jets)
     px, py, pz = (ak.to_numpy(flat[name]) for name in ("px", "py", "pz"))
     pt = np.hypot(px, py)
-    eta = np.arcsinh(pz / np.maximum(pt, 1e-12))
+    eta = pseudorapidity(px, py, pz)
     event = np.repeat(np.arange(candidates.n_events), ak.to_numpy(ak.num(jets)))
     keep = np.abs(eta) < config.jet_eta_max
     return Objects(event[keep], pt[keep], eta[keep], np.arctan2(py, px)[keep])

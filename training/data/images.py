@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from training.config import ImageConfig
+from training.data.particles import pseudorapidity, wrap_phi
 
 __all__ = ["center", "flip", "images_from_constituents", "pixelate", "rotate"]
 
@@ -27,7 +28,7 @@ def images_from_constituents(constituents: np.ndarray, config: ImageConfig) -> n
     (all-zero for a jet with nothing inside the image)."""
     four = constituents.astype(np.float64)
     pt = np.hypot(four[..., 1], four[..., 2])  # (N, C) [GeV], 0 for padding
-    eta = np.arcsinh(four[..., 3] / np.maximum(pt, 1e-12))
+    eta = pseudorapidity(four[..., 1], four[..., 2], four[..., 3])
     phi = np.arctan2(four[..., 2], four[..., 1])
     x, y = center(pt, eta, phi)
     x, y = rotate(pt, x, y)
@@ -38,7 +39,7 @@ def images_from_constituents(constituents: np.ndarray, config: ImageConfig) -> n
 def center(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Delta eta, Delta phi to the pT-weighted centroid; all (N, C). Angles are taken relative
     to the hardest constituent (column 0) first, so jets across phi = +-pi stay whole."""
-    d_phi = (phi - phi[:, :1] + np.pi) % (2 * np.pi) - np.pi
+    d_phi = wrap_phi(phi - phi[:, :1])
     weight = pt / np.maximum(pt.sum(axis=1, keepdims=True), 1e-12)
     x = eta - (weight * eta).sum(axis=1, keepdims=True)
     y = d_phi - (weight * d_phi).sum(axis=1, keepdims=True)

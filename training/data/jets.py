@@ -27,9 +27,9 @@ from training import __version__
 from training.config import JetSampleConfig
 from training.data.detector import detector_response
 from training.data.images import images_from_constituents
+from training.data.particles import Particles, pseudorapidity, wrap_phi
 from training.data.pythia import (
     COMMON_SETTINGS,
-    Particles,
     PythiaBatch,
     PythiaRun,
     jet_process_settings,
@@ -227,7 +227,7 @@ def _truth_labels(
     # (n_events, n_candidates, n_partons) each
     eta, phi = truth.top_decay_groups() if config.process == "top" else truth.dark_quarks()
     d_eta = eta[event] - jet[:, 1, None, None]
-    d_phi = _wrap(phi[event] - jet[:, 2, None, None])
+    d_phi = wrap_phi(phi[event] - jet[:, 2, None, None])
     inside = np.hypot(d_eta, d_phi) < config.jet_radius
     return np.any(np.all(inside, axis=2), axis=1).astype(np.int8)
 
@@ -257,14 +257,13 @@ class _TruthRecord(NamedTuple):
             return ak.to_numpy(flat[name]).astype(np.int64)
 
         px, py, pz = (ak.to_numpy(getattr(flat.p, c)) for c in ("px", "py", "pz"))
-        pt = np.hypot(px, py)
         return cls(
             pid=column("id"),
             mother1=column("mother1") + offset,
             daughter1=column("daughter1") + offset,
             daughter2=column("daughter2") + offset,
             event=event,
-            eta=np.arcsinh(pz / np.maximum(pt, 1e-12)),
+            eta=pseudorapidity(px, py, pz),
             phi=np.arctan2(py, px),
             n_events=len(counts),
         )
@@ -313,7 +312,7 @@ def jets_from_constituents(constituents: np.ndarray) -> np.ndarray:
     total = constituents.astype(np.float64).sum(axis=1)
     e, px, py, pz = total.T
     pt = np.hypot(px, py)
-    eta = np.arcsinh(pz / np.maximum(pt, 1e-12))
+    eta = pseudorapidity(px, py, pz)
     mass = np.sqrt(np.clip(e**2 - px**2 - py**2 - pz**2, 0.0, None))
     return np.stack([pt, eta, np.arctan2(py, px), mass], axis=1).astype(np.float32)
 
@@ -405,9 +404,10 @@ def _shape_features(
 ) -> dict[str, np.ndarray]:
     """pT_D, girth and the eta-phi axes, in numpy. four: (N, C, 4); jet: (N, 4)."""
     pt = np.hypot(four[..., 1], four[..., 2])  # (N, C), 0 for padding
-    eta = np.arcsinh(four[..., 3] / np.maximum(pt, 1e-12))
+    eta = pseudorapidity(four[..., 1], four[..., 2], four[..., 3])
     d_eta = np.where(present, eta - jet[:, 1, None].astype(np.float64), 0.0)
-    d_phi = np.where(present, _wrap(np.arctan2(four[..., 2], four[..., 1]) - jet[:, 2, None]), 0.0)
+    phi = np.arctan2(four[..., 2], four[..., 1])
+    d_phi = np.where(present, wrap_phi(phi - jet[:, 2, None]), 0.0)
     sum_pt = pt.sum(axis=1)
     girth = (pt * np.hypot(d_eta, d_phi)).sum(axis=1) / jet[:, 0]
     weight = pt**2
@@ -434,11 +434,6 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator, 0 where the denominator is 0."""
     safe = np.where(denominator > 0, denominator, 1.0)
     return np.where(denominator > 0, numerator / safe, 0.0)
-
-
-def _wrap(phi: np.ndarray) -> np.ndarray:
-    """Angles into [-pi, pi)."""
-    return (phi + np.pi) % (2 * np.pi) - np.pi
 
 
 def _shard(

@@ -1,9 +1,9 @@
 """Pythia 8 process cards and the event loop.
 
 The loop uses Pythia's batch interface (``Pythia.nextBatch``), which returns whole event records
-as awkward arrays, so no Python code runs per particle. Downstream code works on ``Particles``:
-flat numpy columns with an event index, the common currency of ``detector``, ``jets`` and
-``events``.
+as awkward arrays, so no Python code runs per particle. Downstream code works on ``Particles``
+(``training.data.particles``): flat numpy columns with an event index, the common currency of
+``detector``, ``jets`` and ``events``.
 
 Common settings follow the top-tagging landscape (arXiv:1902.09914) and the ADC2021 challenge
 (arXiv:2107.02157): 13 TeV pp, the Monash 2013 tune (Pythia's default), MPI, showers and
@@ -19,18 +19,16 @@ from typing import Any
 import numpy as np
 
 from training.config import EventSampleConfig, JetSampleConfig
+from training.data.particles import Particles, concatenate_particles
 from training.errors import NaeError, require
 
 __all__ = [
     "COMMON_SETTINGS",
-    "Particles",
     "PythiaBatch",
     "PythiaRun",
-    "concatenate_particles",
     "event_process_settings",
     "final_particles",
     "jet_process_settings",
-    "merge_particles",
     "pythia_version",
 ]
 
@@ -53,53 +51,6 @@ COMMON_SETTINGS: tuple[str, ...] = (
 )
 
 MAX_SEED = 900_000_000  # Pythia's Random:seed range
-
-
-@dataclass(frozen=True)
-class Particles:
-    """Particles of many events as flat columns; ``event`` says which event each row is in.
-
-    Momenta and energies are in GeV. ``pid`` is the PDG id; ``charge`` in units of e.
-    """
-
-    event: np.ndarray  # (M,) int64, 0 .. n_events-1, non-decreasing
-    px: np.ndarray  # (M,) float64
-    py: np.ndarray
-    pz: np.ndarray
-    e: np.ndarray
-    pid: np.ndarray  # (M,) int32
-    charge: np.ndarray  # (M,) float32
-    n_events: int
-
-    @property
-    def pt(self) -> np.ndarray:
-        return np.hypot(self.px, self.py)
-
-    @property
-    def eta(self) -> np.ndarray:
-        p = np.sqrt(self.px**2 + self.py**2 + self.pz**2)
-        return np.arctanh(np.clip(self.pz / np.maximum(p, 1e-12), -1 + 1e-12, 1 - 1e-12))
-
-    @property
-    def phi(self) -> np.ndarray:
-        return np.arctan2(self.py, self.px)
-
-    def select(self, mask: np.ndarray) -> Particles:
-        """Rows picked by ``mask`` (booleans or row indices), in the same events."""
-        return Particles(
-            event=self.event[mask],
-            px=self.px[mask],
-            py=self.py[mask],
-            pz=self.pz[mask],
-            e=self.e[mask],
-            pid=self.pid[mask],
-            charge=self.charge[mask],
-            n_events=self.n_events,
-        )
-
-    def counts(self) -> np.ndarray:
-        """Number of rows per event, shape (n_events,)."""
-        return np.bincount(self.event, minlength=self.n_events)
 
 
 @dataclass(frozen=True)
@@ -370,35 +321,6 @@ def final_particles(run: PythiaRun, n_events: int, batch_size: int = 100) -> Par
         if sum(p.n_events for p in parts) >= n_events:
             break
     return concatenate_particles(parts)
-
-
-def concatenate_particles(parts: Sequence[Particles]) -> Particles:
-    """Join batches of different events into one ``Particles``, renumbering events
-    consecutively."""
-    offsets = np.cumsum([0] + [p.n_events for p in parts[:-1]])
-    events = [p.event + o for p, o in zip(parts, offsets, strict=True)]
-    return _stack(parts, np.concatenate(events), int(sum(p.n_events for p in parts)))
-
-
-def merge_particles(parts: Sequence[Particles]) -> Particles:
-    """Join several ``Particles`` of the SAME events (e.g. tracks and towers) into one, rows
-    ordered by event and, within an event, in the order of ``parts``."""
-    event = np.concatenate([p.event for p in parts])
-    order = np.argsort(event, kind="stable")
-    return _stack(parts, event, parts[0].n_events).select(order)
-
-
-def _stack(parts: Sequence[Particles], event: np.ndarray, n_events: int) -> Particles:
-    return Particles(
-        event=event,
-        px=np.concatenate([p.px for p in parts]),
-        py=np.concatenate([p.py for p in parts]),
-        pz=np.concatenate([p.pz for p in parts]),
-        e=np.concatenate([p.e for p in parts]),
-        pid=np.concatenate([p.pid for p in parts]),
-        charge=np.concatenate([p.charge for p in parts]),
-        n_events=n_events,
-    )
 
 
 def pythia_version() -> str:

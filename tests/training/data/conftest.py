@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from training.config import EventSampleConfig, JetSampleConfig
-from training.data.pythia import Particles
+from training.data.particles import Particles
 
 N_JETS = 80
 N_EVENTS = 100

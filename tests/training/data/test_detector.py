@@ -8,7 +8,7 @@ import numpy as np
 
 from training.config import DetectorConfig
 from training.data.detector import ECAL_TOWER_PID, HCAL_TOWER_PID, detector_response
-from training.data.pythia import Particles
+from training.data.particles import Particles
 
 MakeParticles = Callable[..., Particles]
 

@@ -171,3 +171,15 @@ def test_dark_meson_decays_have_r_inv_invisible(r_inv):
         invisible = sum(float(c[1]) for c in channels if c[3] == "51")
         assert invisible == pytest.approx(r_inv)
         assert sum(float(c[1]) for c in channels) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"image": {"n_pixels": 32}}, "40 x 40 images"),
+        ({"n_constituents": 100}, "200 constituents"),
+    ],
+)
+def test_a_config_the_shard_layout_cannot_hold_is_refused_before_generation(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        JetSampleConfig(process="qcd", **overrides)
