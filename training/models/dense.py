@@ -1,0 +1,91 @@
+"""Fully connected encoders and decoders of any widths: the CMS semi-visible-jet NAE's
+8-10-10-6-10-10-8 on features, 57-input networks on events, 1600-256-64-3 on images.
+
+The decoder mirrors the encoder. Activations follow every layer but the last; spectral
+normalisation, where asked for, wraps every layer but the last (as arXiv:2206.14225's code
+does), which bounds the networks' Lipschitz constant and with it how fast an energy can change
+along a Langevin chain.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+from training.config import Activation
+
+__all__ = ["DenseDecoder", "DenseEncoder", "activation_layer", "maybe_spectral_norm"]
+
+
+def activation_layer(name: Activation) -> nn.Module:
+    """A fresh activation module (PReLU has its own slope parameter per layer)."""
+    return {
+        "prelu": nn.PReLU,
+        "relu": nn.ReLU,
+        "leaky_relu": lambda: nn.LeakyReLU(0.2),
+        "silu": nn.SiLU,
+    }[name]()
+
+
+def maybe_spectral_norm(layer: nn.Module, enabled: bool) -> nn.Module:
+    return _spectral_norm(layer) if enabled else layer
+
+
+def _mlp(widths: Sequence[int], *, activation: Activation, spectral_norm: bool) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
+        last = i == len(widths) - 2
+        layers.append(maybe_spectral_norm(nn.Linear(n_in, n_out), spectral_norm and not last))
+        if not last:
+            layers.append(activation_layer(activation))
+    return layers
+
+
+class DenseEncoder(nn.Module):
+    """(N, *input_shape) -> (N, latent_dim): flatten, then ``hidden`` widths."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        hidden: Sequence[int],
+        latent_dim: int,
+        *,
+        activation: Activation,
+        spectral_norm: bool,
+    ) -> None:
+        super().__init__()
+        widths = [math.prod(input_shape), *hidden, latent_dim]
+        self.net = nn.Sequential(
+            nn.Flatten(), *_mlp(widths, activation=activation, spectral_norm=spectral_norm)
+        )
+
+    def forward(self, u: Tensor) -> Tensor:
+        return self.net(u)
+
+
+class DenseDecoder(nn.Module):
+    """(N, latent_dim) -> (N, *output_shape): the encoder's widths reversed; a sigmoid output
+    when ``sigmoid`` (images, whose pixels live in [0, 1])."""
+
+    def __init__(
+        self,
+        output_shape: Sequence[int],
+        hidden: Sequence[int],
+        latent_dim: int,
+        *,
+        activation: Activation,
+        spectral_norm: bool,
+        sigmoid: bool,
+    ) -> None:
+        super().__init__()
+        widths = [latent_dim, *reversed(hidden), math.prod(output_shape)]
+        layers = _mlp(widths, activation=activation, spectral_norm=spectral_norm)
+        self.net = nn.Sequential(*layers, *([nn.Sigmoid()] if sigmoid else []))
+        self.output_shape = tuple(output_shape)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z).unflatten(1, self.output_shape)

@@ -1,0 +1,523 @@
+"""``train(config, run_dir)``: one training run, read top to bottom (nanoGPT's train.py).
+
+Stages, in order:
+
+1. **setup**: threads, seeds, the run directory and its ``config.toml``; on ``resume``, the
+   state of ``checkpoints/last.pt``.
+2. **data**: the seeded train/validation split of ``config.data``; the model's preprocessing
+   is fitted on the training part and applied once (inputs ``u`` from then on).
+3. **PCA** (family ``pca``): an SVD of the training inputs, and done.
+4. **AE pre-training** (``ae``, ``nae``, ``vae``): epochs of minibatch descent on the
+   reconstruction energy (plus the KL for VAEs); each epoch logs the validation loss and writes
+   a checkpoint; the lowest validation loss is selected (``best.pt``; ``ae-best.pt`` for NAEs).
+5. **NAE** (``nae``): from the selected AE, iterations of one positive batch against a set of
+   negative samples (``sampling.NegativeSampler``), loss of ``config.loss``. Every
+   ``checkpoint_every`` iterations: E+, E-, their difference, MH acceptance, latent-chain sample
+   energies, the weight norm and the EMD between validation data and fresh negatives go to
+   ``metrics.jsonl``, with a checkpoint; the lowest EMD is selected (signal-agnostic: the CMS
+   semi-visible-jet study stops there, before the late "collapse" of the NAE). A run whose
+   loss turns non-finite or whose E+ or E- run away stops with a ``NaeError`` that names the
+   setting to change.
+
+``resume=True`` continues from ``last.pt`` bit-identically: same parameters, metrics and
+selection as a run that was never stopped (tested). Losing a run costs at most one epoch or one
+checkpoint interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from training.checkpoint import (
+    AE_BEST,
+    BEST,
+    LAST,
+    checkpoint_path,
+    load_checkpoint,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+)
+from training.config import RunConfig, config_to_toml
+from training.data.loaders import load_split
+from training.errors import NaeError
+from training.losses import kl_divergence, logcosh_nae_loss, nae_loss, weight_norm
+from training.metrics import MAX_EMD_POINTS, energy_movers_distance
+from training.models.families import Model, build_model, fit_preprocessing
+from training.models.pca import PCA
+from training.models.vae import VariationalAutoencoder
+from training.sampling import NegativeSampler
+
+__all__ = ["METRICS_FILE", "RunSummary", "train", "training_steps"]
+
+METRICS_FILE = "metrics.jsonl"
+_PREPROCESS_BATCH = 8192
+
+
+class RunSummary(NamedTuple):
+    """Where a run ended: its directory, the selected checkpoint, the rule that selected it
+    (``validation_loss``, ``emd`` or ``fit``), that rule's value, the selected step (epoch or
+    iteration), and the CPU seconds this call spent."""
+
+    run_dir: Path
+    family: str
+    selected: Path
+    selection: str
+    selection_value: float
+    selected_step: int
+    cpu_seconds: float
+
+
+def training_steps(config: RunConfig) -> int:
+    """Units of ``progress``: AE epochs plus NAE iterations (1 for a PCA fit)."""
+    if config.model.family == "pca":
+        return 1
+    nae = config.train.nae_iterations if config.model.family == "nae" else 0
+    return config.train.ae_epochs + nae
+
+
+def train(
+    config: RunConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    progress: Callable[[int], None] | None = None,
+    resume: bool = False,
+) -> RunSummary:
+    """Train ``config`` into ``run_dir``; ``progress(k)`` advances by k epochs or iterations."""
+    report = progress or (lambda k: None)
+    start_cpu = time.process_time()
+
+    # --- setup -------------------------------------------------------------------------------
+    torch.set_num_threads(config.train.threads)
+    run_dir = Path(run_dir)
+    state = _resume_state(config, run_dir) if resume else None
+    _prepare_run_dir(config, run_dir, fresh=state is None, resume=resume)
+    seed = config.train.seed
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    generators = {
+        name: torch.Generator().manual_seed(_derived_seed(seed, i))
+        for i, name in enumerate(("data", "sampler", "monitor"))
+    }
+    log = _MetricsLog(run_dir / METRICS_FILE)
+
+    # --- data --------------------------------------------------------------------------------
+    split = load_split(config.data)
+    model = build_model(config)
+    fit_preprocessing(model, split.train.numpy())
+    u_train = _preprocess(model, split.train)
+    u_val = _preprocess(model, split.validation)
+    family = config.model.family
+
+    # --- PCA ---------------------------------------------------------------------------------
+    if isinstance(model, PCA):
+        model.fit(u_train)
+        with torch.no_grad():
+            value = float(model.energy(u_val).mean())
+        log.write({"stage": "pca", "step": 0, "validation_loss": value})
+        checkpoint = _model_checkpoint(config, model, "pca", 0, {"validation_loss": value})
+        save_checkpoint(checkpoint_path(run_dir, BEST), checkpoint)
+        save_checkpoint(checkpoint_path(run_dir, LAST), {**checkpoint, "complete": True})
+        report(1)
+        return _summary(run_dir, family, "fit", value, 0, start_cpu)
+
+    # --- AE pre-training ---------------------------------------------------------------------
+    train_config = config.train
+    optimizer = _optimizer(config, model, train_config.ae_lr)
+    epoch, iteration = 0, 0
+    best = {"ae": math.inf, "ae_epoch": -1, "nae": math.inf, "nae_iteration": -1}
+    reference: dict[str, float] = {}
+    sampler = None
+    if state is not None:
+        epoch, iteration, best, reference = (
+            state["epoch"],
+            state["iteration"],
+            state["best"],
+            state["reference"],
+        )
+        model.load_state_dict(state["model"])
+        if state["stage"] == "ae":
+            optimizer.load_state_dict(state["optimizer"])
+        log.truncate(state["metrics_lines"])
+        restore_rng_states(state["rng"], generators)
+        report(epoch + iteration)
+    selected_name = AE_BEST if family == "nae" else BEST
+    while epoch < train_config.ae_epochs:
+        cpu = time.process_time()
+        model.train()
+        order = torch.randperm(len(u_train), generator=generators["data"])
+        losses = []
+        for index in order.split(train_config.ae_batch_size):
+            loss = _ae_loss(config, model, u_train[index], generators["data"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        validation = _validation_loss(config, model, u_val)
+        epoch += 1
+        log.write(
+            {
+                "stage": "ae",
+                "step": epoch,
+                "train_loss": float(np.mean(losses)),
+                "validation_loss": validation,
+                "weight_norm": weight_norm(model).item(),
+                "cpu_seconds": time.process_time() - cpu,
+            }
+        )
+        if not math.isfinite(validation):
+            raise NaeError(
+                f"AE pre-training diverged at epoch {epoch} (validation loss {validation}): "
+                f"lower train.ae_lr (now {train_config.ae_lr:g})"
+            )
+        checkpoint = _model_checkpoint(config, model, "ae", epoch, {"validation_loss": validation})
+        save_checkpoint(checkpoint_path(run_dir, f"epoch-{epoch:04d}"), checkpoint)
+        if validation < best["ae"]:
+            best["ae"], best["ae_epoch"] = validation, epoch
+            save_checkpoint(checkpoint_path(run_dir, selected_name), checkpoint)
+        save_checkpoint(
+            checkpoint_path(run_dir, LAST),
+            _resume_checkpoint(
+                config,
+                model,
+                optimizer,
+                "ae",
+                epoch,
+                iteration,
+                best,
+                reference,
+                generators,
+                None,
+                log,
+            ),
+        )
+        report(1)
+    if family != "nae":
+        _mark_complete(run_dir)
+        return _summary(run_dir, family, "validation_loss", best["ae"], best["ae_epoch"], start_cpu)
+
+    # --- NAE ---------------------------------------------------------------------------------
+    if state is None or state["stage"] == "ae":  # the NAE starts from the selected AE
+        if best["ae_epoch"] >= 0:
+            model.load_state_dict(load_checkpoint(checkpoint_path(run_dir, AE_BEST))["model"])
+        with torch.no_grad():
+            reference = {"e_pos": float(model.eval().energy(u_val).mean())}
+    optimizer = _optimizer(config, model, train_config.nae_lr)
+    sampler = NegativeSampler(config.sampler, model)
+    if state is not None and state["stage"] == "nae":
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.buffer.load_state_dict(state["buffer"])
+    n_monitor = min(train_config.emd_points, len(u_val), MAX_EMD_POINTS)
+    u_monitor = u_val[:n_monitor]
+    interval = _Interval()
+    while iteration < train_config.nae_iterations:
+        index = torch.randint(
+            len(u_train), (train_config.nae_batch_size,), generator=generators["data"]
+        )
+        u_pos = u_train[index]
+        negatives = sampler.sample(model, u_pos, generator=generators["sampler"])
+        model.train()
+        energies = model.energy(torch.cat([u_pos, negatives.samples]))  # one pass for both
+        e_pos, e_neg = energies[: len(u_pos)], energies[len(u_pos) :]
+        loss = _nae_objective(config, e_pos, e_neg) + config.loss.l2_weight * weight_norm(model)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        iteration += 1
+        interval.add(loss.detach(), e_pos.detach(), e_neg.detach(), negatives)
+        _check_divergence(config, iteration, loss.item(), e_pos.detach(), e_neg.detach(), reference)
+        if iteration % train_config.checkpoint_every and iteration < train_config.nae_iterations:
+            report(1)
+            continue
+        fresh = sampler.sample(
+            model, u_monitor, generator=generators["monitor"], n=n_monitor, push=False
+        )
+        emd = energy_movers_distance(u_monitor.numpy(), fresh.samples.numpy())
+        log.write(
+            {
+                "stage": "nae",
+                "step": iteration,
+                **interval.means(),
+                "emd": emd,
+                "weight_norm": weight_norm(model).item(),
+            }
+        )
+        interval = _Interval()
+        checkpoint = _model_checkpoint(
+            config,
+            model,
+            "nae",
+            iteration,
+            {"emd": emd},
+            samples={"positive": u_monitor, "negative": fresh.samples},
+        )
+        save_checkpoint(checkpoint_path(run_dir, f"iteration-{iteration:06d}"), checkpoint)
+        if emd < best["nae"]:
+            best["nae"], best["nae_iteration"] = emd, iteration
+            save_checkpoint(checkpoint_path(run_dir, BEST), checkpoint)
+        save_checkpoint(
+            checkpoint_path(run_dir, LAST),
+            _resume_checkpoint(
+                config,
+                model,
+                optimizer,
+                "nae",
+                epoch,
+                iteration,
+                best,
+                reference,
+                generators,
+                sampler,
+                log,
+            ),
+        )
+        report(1)
+    _mark_complete(run_dir)
+    return _summary(run_dir, family, "emd", best["nae"], best["nae_iteration"], start_cpu)
+
+
+# --- helpers, in the order the stages use them ---------------------------------------------
+
+
+def _resume_state(config: RunConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The state of ``last.pt``, or None when the run has not written one yet."""
+    path = checkpoint_path(run_dir, LAST)
+    if not path.is_file():
+        return None
+    state = load_checkpoint(path)
+    saved = RunConfig.model_validate(state["config"])
+    if saved != config:
+        raise NaeError(
+            f"{run_dir} was trained with another config; resume with its config.toml or "
+            "choose another --run-dir"
+        )
+    if state.get("complete"):
+        raise NaeError(f"{run_dir} is complete; nothing to resume")
+    return state
+
+
+def _prepare_run_dir(config: RunConfig, run_dir: Path, *, fresh: bool, resume: bool) -> None:
+    """Create the run directory and write its ``config.toml``; refuse to overwrite a run. A
+    resumed run that never reached its first checkpoint starts again from scratch."""
+    metrics = run_dir / METRICS_FILE
+    if fresh and metrics.exists():
+        if not resume:
+            raise NaeError(
+                f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir"
+            )
+        metrics.unlink()
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.toml").write_text(config_to_toml(config))
+
+
+def _derived_seed(seed: int, index: int) -> int:
+    """Independent seeds for the run's generators (numpy's SeedSequence hashing)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _preprocess(model: Model, x: Tensor) -> Tensor:
+    with torch.no_grad():
+        return torch.cat([model.preprocess(part) for part in x.split(_PREPROCESS_BATCH)])
+
+
+def _optimizer(config: RunConfig, model: Model, lr: float) -> torch.optim.Optimizer:
+    kind = torch.optim.AdamW if config.train.optimizer == "adamw" else torch.optim.Adam
+    return kind(model.parameters(), lr=lr)
+
+
+def _ae_loss(config: RunConfig, model: Model, u: Tensor, generator: torch.Generator) -> Tensor:
+    """Mean reconstruction energy (+ KL for VAEs) + the L2 weight penalty."""
+    if isinstance(model, VariationalAutoencoder):
+        energy, kl = model.loss_terms(u, generator)
+        loss = energy.mean() + config.loss.kl_weight * kl.mean()
+    else:
+        loss = model.energy(u).mean()
+    return loss + config.loss.l2_weight * weight_norm(model)
+
+
+def _validation_loss(config: RunConfig, model: Model, u: Tensor) -> float:
+    """Deterministic: the VAE's reconstruction from its latent mean, plus its KL."""
+    model.eval()
+    with torch.no_grad():
+        parts = []
+        for chunk in u.split(_PREPROCESS_BATCH):
+            if isinstance(model, VariationalAutoencoder):
+                kl = kl_divergence(*model.encode_distribution(chunk))
+                parts.append(model.energy(chunk) + config.loss.kl_weight * kl)
+            else:
+                parts.append(model.energy(chunk))
+    return float(torch.cat(parts).mean())
+
+
+def _nae_objective(config: RunConfig, e_pos: Tensor, e_neg: Tensor) -> Tensor:
+    if config.loss.kind == "logcosh":
+        return logcosh_nae_loss(e_pos, e_neg, alpha=config.loss.alpha)
+    return nae_loss(e_pos, e_neg, gamma=config.loss.gamma)
+
+
+def _check_divergence(
+    config: RunConfig,
+    iteration: int,
+    loss: float,
+    e_pos: Tensor,
+    e_neg: Tensor,
+    reference: dict[str, float],
+) -> None:
+    """Stop a run that cannot recover, saying which setting to change."""
+    sampler, factor = config.sampler.input, config.train.divergence_factor
+    where = f"NAE iteration {iteration}"
+    if not math.isfinite(loss):
+        raise NaeError(
+            f"{where}: the loss is {loss}; lower train.nae_lr (now {config.train.nae_lr:g}) or "
+            f"set sampler.input.grad_clip (now {sampler.grad_clip:g}, 0 = off)"
+        )
+    e_plus, e_minus = e_pos.mean().item(), e_neg.mean().item()
+    if e_plus > factor * reference["e_pos"]:
+        raise NaeError(
+            f"{where}: E+ = {e_plus:.3g} ran away from {reference['e_pos']:.3g} (the model is "
+            f"forgetting the data); lower train.nae_lr (now {config.train.nae_lr:g}) or raise "
+            f"loss.gamma (now {config.loss.gamma:g})"
+        )
+    ceiling = factor * max(reference["e_pos"], 0.5 / config.loss.gamma if config.loss.gamma else 0)
+    if e_minus > ceiling:
+        raise NaeError(
+            f"{where}: E- = {e_minus:.3g} ran away (limit {ceiling:.3g}); lower "
+            f"sampler.input.step_size (now {sampler.step_size:g}) or raise loss.gamma "
+            f"(now {config.loss.gamma:g})"
+        )
+
+
+class _Interval:
+    """Running sums of the per-iteration numbers between two checkpoints."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.cpu = time.process_time()
+
+    def add(self, loss: Tensor, e_pos: Tensor, e_neg: Tensor, negatives: Any) -> None:
+        values = {
+            "loss": loss.item(),
+            "e_pos": float(e_pos.mean()),
+            "e_neg": float(e_neg.mean()),
+            "e_diff": float(e_pos.mean() - e_neg.mean()),
+            "latent_energy": float(negatives.latent_energies.mean())
+            if len(negatives.latent_energies)
+            else math.nan,
+            "latent_acceptance": negatives.latent_acceptance,
+            "input_acceptance": negatives.input_acceptance,
+        }
+        for key, value in values.items():
+            if math.isfinite(value):
+                self.sums[key] = self.sums.get(key, 0.0) + value
+                self.counts[key] = self.counts.get(key, 0) + 1
+
+    def means(self) -> dict[str, float | None]:
+        keys = (
+            "loss",
+            "e_pos",
+            "e_neg",
+            "e_diff",
+            "latent_energy",
+            "latent_acceptance",
+            "input_acceptance",
+        )
+        means = {k: self.sums[k] / self.counts[k] if k in self.counts else None for k in keys}
+        return {**means, "cpu_seconds": time.process_time() - self.cpu}
+
+
+class _MetricsLog:
+    """``metrics.jsonl``: one JSON object per line; resume cuts it back to the checkpoint's."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.lines += 1
+
+    def truncate(self, lines: int) -> None:
+        kept = self.path.read_text().splitlines(keepends=True)[:lines] if self.path.exists() else []
+        self.path.write_text("".join(kept))
+        self.lines = len(kept)
+
+
+def _model_checkpoint(
+    config: RunConfig,
+    model: Model,
+    stage: str,
+    step: int,
+    metric: dict[str, float],
+    *,
+    samples: dict[str, Tensor] | None = None,
+) -> dict[str, Any]:
+    checkpoint = {
+        "config": config.model_dump(),
+        "model": model.state_dict(),
+        "stage": stage,
+        "step": step,
+        "metric": metric,
+    }
+    return {**checkpoint, "samples": samples} if samples is not None else checkpoint
+
+
+def _resume_checkpoint(
+    config: RunConfig,
+    model: Model,
+    optimizer: torch.optim.Optimizer,
+    stage: str,
+    epoch: int,
+    iteration: int,
+    best: dict[str, float],
+    reference: dict[str, float],
+    generators: dict[str, torch.Generator],
+    sampler: NegativeSampler | None,
+    log: _MetricsLog,
+) -> dict[str, Any]:
+    return {
+        **_model_checkpoint(config, model, stage, iteration if stage == "nae" else epoch, {}),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "iteration": iteration,
+        "best": dict(best),
+        "reference": dict(reference),
+        "rng": rng_states(generators),
+        "buffer": sampler.buffer.state_dict() if sampler is not None else None,
+        "metrics_lines": log.lines,
+    }
+
+
+def _mark_complete(run_dir: Path) -> None:
+    path = checkpoint_path(run_dir, LAST)
+    save_checkpoint(path, {**load_checkpoint(path), "complete": True})
+
+
+def _summary(
+    run_dir: Path, family: str, selection: str, value: float, step: int, start_cpu: float
+) -> RunSummary:
+    summary = RunSummary(
+        run_dir,
+        family,
+        checkpoint_path(run_dir, BEST),
+        selection,
+        value,
+        step,
+        time.process_time() - start_cpu,
+    )
+    record = {**summary._asdict(), "run_dir": str(run_dir), "selected": str(summary.selected)}
+    (run_dir / "summary.json").write_text(json.dumps(record, indent=2) + "\n")
+    return summary
