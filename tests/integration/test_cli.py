@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.data.shards import iter_chunks, read_shard
+from training.data.shards import hash_sample, iter_chunks, read_shard
 
 NAE = Path(sys.executable).with_name("nae")
 
@@ -47,7 +47,8 @@ def z_dir(tmp_path_factory) -> Path:
         ("jets", ["--process", "--workers", "--shard-size", "--detector", "--set", "--r-inv"]),
         ("events", ["--process", "--no-lepton-filter", "--set", "--dask", "--shard-index"]),
         ("convert", ["FORMAT", "landscape", "adc2021", "--label"]),
-        ("report", ["DIR", "--out"]),
+        ("report", ["DIR...", "--out"]),
+        ("hash", ["DIR", "sha256"]),
     ],
 )
 def test_every_data_verb_explains_itself(verb, words):
@@ -61,8 +62,11 @@ def test_events_report_and_adc2021_conversion(z_dir, tmp_path):
     particles = np.concatenate([c.arrays["particles"] for c in iter_chunks(z_dir, chunk_size=9)])
 
     text = _ok(nae("data", "report", z_dir, "--out", tmp_path / "z.png"))
-    assert "leading lepton pT" in text
+    assert "leading lepton pT" in text and "ε filter" in text
     assert (tmp_path / "z.png").stat().st_size > 0
+    digest = hash_sample(z_dir)
+    assert _ok(nae("data", "hash", z_dir)) == f"{digest}  {z_dir}\n"
+    assert f"sha256 {digest}  {z_dir}" in text
 
     adc = tmp_path / "adc.h5"
     with h5py.File(adc, "w") as f:
