@@ -42,7 +42,10 @@ from benchmarks.service import (
 )
 from service.api.exchange import Exchange
 from service.bundle import load_bundle
+from service.memory import BodyBudget
 from service.runtime import OnnxModel
+
+BUDGET = BodyBudget(1 << 40)  # bodies are taken and given back as in the service, uncapped
 
 RESULTS = ROOT / "benchmarks" / "results" / "http_floor.json"
 BATCH_SIZES = (1, 1_000, 10_000)
@@ -57,7 +60,9 @@ async def bare_app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     answer = b""
     if scope["method"] == "POST":
-        body = await Exchange(scope, receive, {}).body(1 << 30)
+        exchange = Exchange(scope, receive, {}, BUDGET)
+        body = await exchange.body(1 << 30)
+        BUDGET.release(exchange.reserved)
         n_events = max(1, (len(body) - NPY_HEADER_BYTES) // (19 * 4 * 4))
         answer = bytes(NPY_HEADER_BYTES + SCORE_BYTES * n_events)
     headers = [(b"content-type", b"application/x-npy"), (b"content-length", b"%d" % len(answer))]
@@ -69,19 +74,13 @@ def serve_bare(port: int) -> None:
     """Run the bare app as `nae serve` runs the service (same protocol, malloc settings)."""
     import uvicorn
 
-    from service.http_protocol import CorkedHttpToolsProtocol
     from service.memory import keep_freed_memory
+    from service.server import uvicorn_config
+    from service.settings import Settings
 
     keep_freed_memory()
-    uvicorn.run(
-        bare_app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,
-        http=CorkedHttpToolsProtocol,
-    )
+    config = uvicorn_config(bare_app, Settings(), host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.Server(config).run()
 
 
 def main() -> None:

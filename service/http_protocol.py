@@ -7,8 +7,12 @@ that is ~20% of the server's CPU (the bare app of ``benchmarks/http_floor.py``, 
 alternating runs: 54-56 -> 43-44 us per request, 17.6k-18.3k -> 22.5k-22.9k requests/s, p99
 0.86-0.87 -> 0.45-0.46 ms). ``CorkedHttpToolsProtocol`` gives the
 protocol a transport that gathers the writes of one event-loop step and flushes them with one
-``writelines`` (``writev``) at the end of it. ``nae serve`` passes it as uvicorn's ``http``
-protocol class, uvicorn's documented extension point.
+``writelines`` (``writev``) at the end of it. ``service.server`` passes it as uvicorn's
+``http`` protocol class, uvicorn's documented extension point.
+
+It touches uvicorn internals (``HttpToolsProtocol.connection_made`` and its ``loop``), so it is
+tested on one uvicorn minor version (``TESTED_UVICORN``; the serve extra pins it), and
+``NAE_CORKED_WRITES=false`` turns it off.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["CorkedHttpToolsProtocol", "CorkedTransport"]
+__all__ = ["TESTED_UVICORN", "CorkedHttpToolsProtocol", "CorkedTransport"]
+
+TESTED_UVICORN = "0.54"
 
 
 class CorkedTransport:

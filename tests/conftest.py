@@ -133,20 +133,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def _running_server(app: object) -> Iterator[str]:
+def _running_server(app: object, settings: object) -> Iterator[str]:
     import uvicorn
 
-    from service.http_protocol import CorkedHttpToolsProtocol
+    from service.server import uvicorn_config
 
     port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-        http=CorkedHttpToolsProtocol,  # as `nae serve` runs it
-    )
+    # As `nae serve` runs it (service.server), without the malloc settings of the process.
+    config = uvicorn_config(app, settings, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
@@ -169,7 +163,7 @@ def live_server() -> Callable[..., AbstractContextManager[str]]:
     from service.app import create_app
 
     def serve(settings: object) -> AbstractContextManager[str]:
-        return _running_server(create_app(settings))
+        return _running_server(create_app(settings), settings)
 
     return serve
 

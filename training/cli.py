@@ -63,26 +63,14 @@ def serve(
     the bundles."""
     import logging
 
-    uvicorn = require("uvicorn", "serve")
+    require("uvicorn", "serve")
     require("onnxruntime", "serve")
-    from service.app import create_app
-    from service.http_protocol import CorkedHttpToolsProtocol
-    from service.memory import keep_freed_memory
+    from service.server import serve as serve_bundles
     from service.settings import Settings
 
     settings = Settings(**({"models_dir": models} if models is not None else {}))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    keep_freed_memory()
-    uvicorn.run(
-        create_app(settings, reload_on_sighup=True),
-        host=host,
-        port=port,
-        log_level="info",
-        access_log=access_log,
-        # X-Forwarded-For only changes the client address, which only the access log shows.
-        proxy_headers=access_log,
-        http=CorkedHttpToolsProtocol,
-    )
+    serve_bundles(settings, host=host, port=port, access_log=access_log)
 
 
 _Detector = Literal["default", "none"]
