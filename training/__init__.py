@@ -9,10 +9,11 @@ Modules, in the order data flows (a module imports only modules listed before it
 - ``data.images``: 40x40 jet images from constituents (numpy only).
 - ``data.jets``: FastJet clustering, constituents, substructure features; stores images.
 - ``data.events``: the 19x3 (+ class id) trigger format of ADC2021 from particles.
-- ``data.shards``: the only reader/writer of the HDF5 shard layout (DESIGN.md contract 1b).
-- ``data.generation``: sharded, resumable, multi-process generation.
+- ``data.shards``: the only reader/writer of the HDF5 shard layout (DESIGN.md contract 1b),
+  and a sample's content hash.
+- ``data.generation``: sharded, resumable generation in processes, on Dask, or one slice.
 - ``data.convert``: public files (top-tagging landscape, ADC2021) -> shards.
-- ``data.report``: summary numbers and a PNG of a shard directory.
+- ``data.report``: efficiencies, cross sections and overlaid histograms of shard directories.
 - ``cli``: the ``nae`` command line; imports everything above lazily.
 
 Nothing heavy is imported here: ``nae serve`` must start without torch, Pythia or FastJet.
