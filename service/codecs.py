@@ -99,7 +99,7 @@ def integer_from_text(text: str, *, what: str) -> int:
     stripped = text.strip(" \t")
     if not _DIGITS.fullmatch(stripped):
         shown = text if len(text) <= 40 else text[:40] + "..."
-        raise BadInput(f"{what} {shown!r} is not a non-negative integer in digits 0-9")
+        raise BadInput(f"{what} {shown!r} is not an integer of 1 to 18 digits 0-9")
     return int(stripped)
 
 
@@ -219,7 +219,8 @@ def score_json_fast(body: bytes | memoryview) -> tuple[Any, np.ndarray] | None:
     skeleton = bytes(body).translate(None, _NOT_STRUCTURE).strip(b",")
     if values.size != math.prod(shape) or skeleton != _skeleton(shape):
         return None
-    return dict(others).get("model"), values.astype(np.float32).reshape(shape)
+    with np.errstate(over="ignore"):  # a number beyond float32 becomes inf, refused later
+        return dict(others).get("model"), values.astype(np.float32).reshape(shape)
 
 
 _PARSERS = threading.local()

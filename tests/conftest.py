@@ -67,9 +67,12 @@ def make_bundle(
     *,
     kind: str = "event",
     mu: float = 0.0,
+    features: Sequence[str] = (),
+    ranges: object = None,
 ) -> Path:
     """Write ``models_dir/name/version/`` with a test graph and a contract-2 bundle.json; returns
-    the bundle directory. ``thresholds`` maps working point name -> threshold."""
+    the bundle directory. ``thresholds`` maps working point name -> threshold; ``features``
+    and ``ranges`` go to ``bundle.input``."""
     from service.bundle import MODEL_FILE, REFERENCE_RATE_HZ, Bundle, digest_files, write_bundle
 
     if thresholds is None:
@@ -96,7 +99,13 @@ def make_bundle(
         name=name,
         version=version,
         kind=kind,
-        input={"name": "x", "shape": list(input_shape), "dtype": "float32", "features": []},
+        input={
+            "name": "x",
+            "shape": list(input_shape),
+            "dtype": "float32",
+            "features": list(features),
+            "ranges": ranges,
+        },
         output={"name": "score"},
         files=digest_files(directory, [MODEL_FILE]),
         reference_rate_hz=rate_hz,
@@ -109,8 +118,8 @@ def make_bundle(
 
 @pytest.fixture(scope="session")
 def bundle_factory() -> Callable[..., Path]:
-    """``bundle_factory(models_dir, name, version, input_shape, thresholds=None, *, kind, mu)``
-    writes one real bundle and returns its directory."""
+    """``bundle_factory(models_dir, name, version, input_shape, thresholds=None, *, kind, mu,
+    features, ranges)`` writes one real bundle and returns its directory."""
     return make_bundle
 
 
@@ -218,3 +227,19 @@ def running_process() -> Callable[..., AbstractContextManager[subprocess.Popen[b
 def loopback_port() -> Callable[[], int]:
     """``loopback_port()``: a free TCP port on 127.0.0.1 for a server the test starts."""
     return free_port
+
+
+def _metric_value(metrics_text: str, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+@pytest.fixture(scope="session")
+def metric_value() -> Callable[..., float]:
+    """``metric_value(metrics_text, name, **labels)``: one sample's value (0 when absent)."""
+    return _metric_value

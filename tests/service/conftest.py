@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from service.settings import Settings
@@ -34,17 +33,3 @@ def client(models_dir: Path) -> Iterator[TestClient]:
 def events() -> np.ndarray:
     """200 standard-normal events ``(200, 19, 4)``: the test graph scores them around 76."""
     return np.random.default_rng(11).normal(size=(200, 19, 4)).astype(np.float32)
-
-
-def _metric_value(metrics_text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
-
-
-@pytest.fixture(scope="session")
-def metric_value() -> Callable[..., float]:
-    """``metric_value(metrics_text, name, **labels)``: one sample's value (0 when absent)."""
-    return _metric_value

@@ -120,3 +120,45 @@ def test_unreadable_and_invalid_json_give_one_line(tmp_path: Path) -> None:
     with pytest.raises(InvalidBundle, match=r"bundle\.json is invalid") as error:
         load_bundle(tmp_path)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "ranges",
+    [
+        [[0.0, 1.0]],
+        [[0.0, 1.0]] * 40,
+        [[None, 1.0]] * 40,
+        None,
+    ],
+)
+def test_input_ranges_one_per_column_or_one_for_all(ranges: object) -> None:
+    bundle = Bundle.model_validate({**MINIMAL, "input": {**MINIMAL["input"], "ranges": ranges}})
+    bounds = bundle.input.column_bounds()
+    assert len(bounds) == (0 if ranges is None else 40)
+
+
+def test_input_ranges_by_feature_name() -> None:
+    event_input = {
+        "name": "x",
+        "shape": [19, 4],
+        "dtype": "float32",
+        "features": ["pt", "eta", "phi", "class"],
+        "ranges": {"pt": [0, 13000], "eta": [-5, 5]},
+    }
+    bundle = Bundle.model_validate({**MINIMAL, "input": event_input})
+    assert bundle.input.column_bounds() == [(0, 13000), (-5, 5), (None, None), (None, None)]
+
+
+@pytest.mark.parametrize(
+    ("ranges", "features", "problem"),
+    [
+        ([[0, 1]] * 3, ["pixel"], "3 intervals; give 1 or one per entry of the last axis"),
+        ([[1, 0]], ["pixel"], "low > high"),
+        ({"pt": [0, 1]}, ["pixel"], "features naming all 40 entries"),
+        ({"mass": [0, 1]}, [f"f{i}" for i in range(40)], "unknown features"),
+    ],
+)
+def test_bad_input_ranges_are_refused(ranges: object, features: list[str], problem: str) -> None:
+    spec = {**MINIMAL["input"], "ranges": ranges, "features": features}
+    with pytest.raises(ValueError, match=problem):
+        Bundle.model_validate({**MINIMAL, "input": spec})

@@ -15,6 +15,9 @@ from service.codecs import (
     array_from_raw,
     binary_body_from_parts,
     check_batch,
+    checked_name,
+    checked_shape,
+    integer_from_text,
     json_bytes,
     json_from_body,
     npy_bytes,
@@ -267,3 +270,58 @@ def test_json_tensors_accept_flat_and_nested_data() -> None:
         tensor_from_json("x", [3, 19, 4], "FP32", x.ravel().tolist())
     with pytest.raises(BadInput, match="neither data nor"):
         tensor_from_json("x", [2, 19, 4], "FP32", None)
+
+
+@pytest.mark.parametrize(
+    ("dims", "problem"),
+    [
+        ([], "0 dimensions"),
+        ([1] * 9, "9 dimensions"),
+        ([2, -1], "dimension 1 is -1"),
+        ([2, 2**31], "dimension 1 is 2147483648"),
+        ([True, 3], "dimension 0 is True"),
+        ([2.0, 3], "dimension 0 is 2.0"),
+        (["2"], "dimension 0 is '2'"),
+        ("2,3", "must be a list"),
+    ],
+)
+def test_checked_shape_refuses_what_numpy_cannot_or_should_not_allocate(
+    dims: object, problem: str
+) -> None:
+    with pytest.raises(BadInput, match=problem):
+        checked_shape(dims, what="shape")
+
+
+def test_checked_shape_accepts_zero_and_the_largest_dimension() -> None:
+    assert checked_shape([0, 2**31 - 1], what="shape") == (0, 2**31 - 1)
+
+
+@pytest.mark.parametrize("text", ["1_0", "+1", "-1", "1.0", "", " ", "0x10", "\u0664", "1" * 19])
+def test_integer_from_text_takes_only_ascii_digits(text: str) -> None:
+    with pytest.raises(BadInput, match="1 to 18 digits"):
+        integer_from_text(text, what="n")
+
+
+def test_integer_from_text_allows_surrounding_spaces() -> None:
+    assert integer_from_text(" 42\t", what="n") == 42
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [(["m"], "got list"), ({}, "got dict"), (5, "got int"), ("", "empty"), ("m" * 129, "128")],
+)
+def test_checked_name_refuses_anything_but_a_short_string(value: object, problem: str) -> None:
+    with pytest.raises(BadInput, match=problem):
+        checked_name(value)
+
+
+def test_checked_name_passes_none_and_names() -> None:
+    assert checked_name(None) is None
+    assert checked_name("jets-qcd-image-nae") == "jets-qcd-image-nae"
+
+
+def test_a_deep_json_body_leaves_the_simdjson_path_and_is_refused() -> None:
+    body = b'{"inputs": ' + b"[" * 65 + b"0" + b"]" * 65 + b"}"
+    assert score_json_fast(body) is None
+    with pytest.raises(BadInput, match="nested more than 8 deep"):
+        array_from_json(json_from_body(body)["inputs"])

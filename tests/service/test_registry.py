@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -165,3 +166,89 @@ def test_reload_without_the_models_directory_keeps_the_old_set(
     with pytest.raises(ReloadFailed, match="still serving the 1 loaded bundles"):
         registry.load()
     assert registry.resolve("ev").version == 1
+
+
+def _replace_graph(directory: Path, graph: object) -> None:
+    """Swap the bundle's model.onnx for ``graph`` and re-digest it: the hash is right, the
+    graph is the problem."""
+    import onnx
+
+    from service.bundle import MODEL_FILE, Bundle, digest_files, write_bundle
+
+    onnx.save(graph, directory / MODEL_FILE)
+    raw = json.loads((directory / "bundle.json").read_text())
+    raw["files"] = digest_files(directory, [MODEL_FILE])
+    write_bundle(directory, Bundle.model_validate(raw))
+
+
+def _graph(input_type: int, reshape_to: list[int] | None = None) -> object:
+    """``x [batch, 19, 4] -> score [batch]``: sum of squares, input of ``input_type``; with
+    ``reshape_to``, a Reshape that fails at run time first."""
+    from onnx import TensorProto, helper
+
+    nodes, initializers, source = [], [], "x"
+    if reshape_to is not None:
+        initializers.append(
+            helper.make_tensor("to", TensorProto.INT64, [len(reshape_to)], reshape_to)
+        )
+        nodes.append(helper.make_node("Reshape", ["x", "to"], ["reshaped"]))
+        source = "reshaped"
+    nodes += [
+        helper.make_node("Mul", [source, source], ["squared"]),
+        helper.make_node("ReduceSum", ["squared", "axes"], ["summed"], keepdims=0),
+        helper.make_node("Cast", ["summed"], ["score"], to=TensorProto.FLOAT),
+    ]
+    initializers.append(helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2]))
+    graph = helper.make_graph(
+        nodes,
+        "bad",
+        [helper.make_tensor_value_info("x", input_type, ["batch", 19, 4])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])],
+        initializer=initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize(
+    ("graph", "problem"),
+    [
+        ("float64 input", "input 'x' is tensor\\(double\\); the contract is float32"),
+        ("fails its test run", "fails its test run on one event of zeros"),
+        ("unforeseen error", "unexpected RuntimeError while loading"),
+    ],
+)
+def test_a_bundle_that_loads_but_cannot_run_is_refused_beside_a_good_one(
+    tmp_path: Path,
+    bundle_factory: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    graph: str,
+    problem: str,
+) -> None:
+    from onnx import TensorProto
+
+    from service import registry as registry_module
+
+    bundle_factory(tmp_path, "ev", 1, (19, 4))
+    bad = bundle_factory(tmp_path, "ev", 2, (19, 4))
+    if graph == "float64 input":
+        _replace_graph(bad, _graph(TensorProto.DOUBLE))
+    elif graph == "fails its test run":
+        _replace_graph(bad, _graph(TensorProto.FLOAT, reshape_to=[5, 19, 4]))
+    else:
+        real = registry_module.OnnxModel
+
+        def flaky(bundle: object, directory: Path, **options: object) -> object:
+            if directory == bad:
+                raise RuntimeError("something nobody foresaw")
+            return real(bundle, directory, **options)
+
+        monkeypatch.setattr(registry_module, "OnnxModel", flaky)
+    registry = ModelRegistry(tmp_path)
+    report = registry.load()  # no exception escapes
+    assert report.loaded == ["ev/1"]
+    assert list(report.refused) == ["ev/2"]
+    assert re.search(problem, report.refused["ev/2"]), report.refused["ev/2"]
+    assert registry.resolve("ev").version == 1
+    assert registry.readiness() is not None  # strict: a refusal makes it not ready

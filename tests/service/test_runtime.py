@@ -54,3 +54,43 @@ def test_an_unreadable_graph_is_refused(
     (directory / "model.onnx").write_bytes(b"garbage")
     with pytest.raises(InvalidBundle, match="ONNX Runtime cannot load"):
         OnnxModel(bundle, directory)
+
+
+def _ranged_model(tmp_path: Path, bundle_factory: Callable[..., Path], ranges: object) -> OnnxModel:
+    features = ["pt [GeV]", "eta", "phi", "class id"]
+    directory = bundle_factory(tmp_path, "ev", 1, (19, 4), features=features, ranges=ranges)
+    return OnnxModel(load_bundle(directory), directory)
+
+
+@pytest.mark.parametrize("n_events", [1, 53, 54, 200, 1000])  # below, at and above a block
+def test_input_ranges_agree_with_a_plain_comparison(
+    tmp_path: Path, bundle_factory: Callable[..., Path], n_events: int
+) -> None:
+    model = _ranged_model(
+        tmp_path, bundle_factory, {"pt [GeV]": [0, None], "eta": [-5, 5], "class id": [0, 4]}
+    )
+    ranges = model.ranges
+    assert ranges is not None
+    rng = np.random.default_rng(n_events)
+    x = rng.random((n_events, 19, 4), dtype=np.float32)  # inside every range
+    assert ranges.contains(x) and ranges.first_violation(x) is None
+    for value, column in [(-0.1, 0), (5.5, 1), (4.5, 3), (np.nan, 2), (np.inf, 0)]:
+        bad = x.copy()
+        event, row = n_events - 1, 7
+        bad[event, row, column] = value
+        assert not ranges.contains(bad)
+        if np.isfinite(value):
+            assert ranges.first_violation(bad) == (event, (row, column))
+    assert ranges.describe((7, 1)) == ("row 7, 'eta'", "[-5, 5]")
+    assert ranges.describe((0, 0)) == ("row 0, 'pt [GeV]'", "[0, inf]")
+
+
+def test_one_range_applies_to_every_value(
+    tmp_path: Path, bundle_factory: Callable[..., Path]
+) -> None:
+    model = _ranged_model(tmp_path, bundle_factory, [[0.0, 1.0]])
+    assert model.ranges is not None
+    x = np.full((3, 19, 4), 0.5, np.float32)
+    assert model.ranges.contains(x)
+    x[2, 18, 3] = 1.01
+    assert model.ranges.first_violation(x) == (2, (18, 3))

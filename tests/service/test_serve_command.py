@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -67,3 +69,39 @@ def test_serve_starts_without_a_directory_is_not_ready_and_reloads_on_sighup(
             server.send_signal(signal.SIGINT)
             server.wait(timeout=30)
     assert "SIGHUP reload" in log.read_text()
+
+
+@pytest.mark.slow
+def test_serve_starts_with_a_bad_bundle_beside_a_good_one(
+    tmp_path: Path,
+    bundle_factory: Callable[..., Path],
+    wait_for: Callable[..., None],
+    loopback_port: Callable[[], int],
+    running_process: Callable[..., AbstractContextManager[subprocess.Popen[bytes]]],
+) -> None:
+    """A bundle whose graph takes float64 (hash correct) used to make ONNX Runtime's error
+    escape the registry and ``nae serve`` exit at start-up."""
+    import onnx
+    from onnx import TensorProto
+
+    from service.bundle import MODEL_FILE, Bundle, digest_files, write_bundle
+
+    models = tmp_path / "models"
+    bundle_factory(models, "ev", 1, (19, 4))
+    bad = bundle_factory(models, "ev", 2, (19, 4))
+    graph = onnx.load(bad / MODEL_FILE)
+    graph.graph.input[0].type.tensor_type.elem_type = TensorProto.DOUBLE
+    onnx.save(graph, bad / MODEL_FILE)
+    raw = json.loads((bad / "bundle.json").read_text())
+    raw["files"] = digest_files(bad, [MODEL_FILE])
+    write_bundle(bad, Bundle.model_validate(raw))
+    port = loopback_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-c", NAE, "serve", "--models", models, "--port", str(port)]
+    with running_process(command, tmp_path / "serve.log", {**os.environ, "OMP_NUM_THREADS": "1"}):
+        wait_for(lambda: httpx.get(f"{url}/v2/health/live").status_code == 200, "liveness")
+        scored = httpx.post(f"{url}/score", json={"inputs": [[[1.0] * 4] * 19]})
+        ready = httpx.get(f"{url}/v2/health/ready")
+    assert scored.status_code == 200 and scored.json()["version"] == 1
+    assert ready.status_code == 503 and "ev/2" in ready.json()["reason"]
+    assert "refusing bundle" in (tmp_path / "serve.log").read_text()

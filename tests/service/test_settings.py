@@ -37,3 +37,9 @@ def test_environment_variables_use_the_nae_prefix(monkeypatch: pytest.MonkeyPatc
 def test_invalid_values_are_refused() -> None:
     with pytest.raises(ValueError, match="max_batch_size"):
         Settings(max_batch_size=0)
+
+
+def test_the_in_flight_budget_holds_at_least_one_largest_body() -> None:
+    with pytest.raises(ValueError, match="max_inflight_bytes"):
+        Settings(max_body_bytes=1000, max_inflight_bytes=999)
+    assert Settings().strict_readiness is True

@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import numpy as np
 import orjson
 import pytest
@@ -173,50 +171,3 @@ def test_an_empty_models_directory_starts_and_says_no_bundle_is_loaded(
     assert response.status_code == 404
     assert "no bundle is loaded" in response.json()["error"]
     assert str(tmp_path) not in response.text
-
-
-# inline_max_events=0: concurrent requests go to the inference thread; batching: merged batches.
-@pytest.mark.parametrize(
-    "settings",
-    [{}, {"inline_max_events": 0}, {"batching_enabled": True, "batching_max_batch_size": 64}],
-    ids=["inline", "inference-thread", "micro-batched"],
-)
-def test_counters_are_exact_under_concurrent_requests(
-    models_dir: Path,
-    live_server: Callable,
-    metric_value: Callable[..., float],
-    settings: dict[str, object],
-) -> None:
-    rng = np.random.default_rng(8)
-    batches = [rng.normal(size=(int(n), 19, 4)).astype(np.float32) for n in rng.integers(1, 60, 64)]
-    with live_server(Settings(models_dir=models_dir, **settings)) as address:
-
-        def send(x: np.ndarray) -> np.ndarray:
-            with httpx.Client(base_url=f"http://{address}") as http:
-                response = http.post(
-                    f"/score?model={EVENTS}",
-                    content=x.tobytes(),
-                    headers={
-                        "Content-Type": "application/octet-stream",
-                        "X-Shape": ",".join(map(str, x.shape)),
-                    },
-                )
-            response.raise_for_status()
-            answer = response.json()
-            scores = np.array(answer["scores"], np.float32)
-            np.testing.assert_allclose(scores, _expected(x), rtol=1e-5)
-            for name, threshold in THRESHOLDS.items():
-                np.testing.assert_array_equal(answer["triggers"][name], scores > threshold)
-            return scores
-
-        with ThreadPoolExecutor(8) as pool:
-            scores = np.concatenate(list(pool.map(send, batches)))
-        text = httpx.get(f"http://{address}/metrics").text
-    labels = {"model": EVENTS, "version": "1"}
-    assert metric_value(text, "nae_events_scored_total", **labels) == len(scores)
-    assert len(scores) == sum(len(x) for x in batches)
-    for name, threshold in THRESHOLDS.items():
-        triggered = metric_value(text, "nae_events_triggered_total", **labels, working_point=name)
-        assert triggered == np.count_nonzero(scores > np.float32(threshold))
-        assert 0 < triggered <= len(scores)
-    assert metric_value(text, "nae_requests_total", endpoint="/score", status="200") == len(batches)
