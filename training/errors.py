@@ -1,6 +1,14 @@
 """Domain errors. Library code raises these; the CLI prints one line and exits non-zero."""
 
-__all__ = ["BadDataFile", "BadSample", "MissingDependency", "NaeError", "TooFewEvents", "require"]
+__all__ = [
+    "BadDataFile",
+    "BadSample",
+    "ExportFailed",
+    "MissingDependency",
+    "NaeError",
+    "TooFewEvents",
+    "require",
+]
 
 
 class NaeError(Exception):
@@ -18,6 +26,11 @@ class BadSample(NaeError):
 class TooFewEvents(BadSample):
     """A sample is too small for the efficiency asked of it (too few events would pass); the
     message says how many events are needed."""
+
+
+class ExportFailed(NaeError):
+    """An export cannot produce a faithful bundle: the graph differs from torch, its interface
+    breaks the bundle contract, or the output directory already holds a bundle."""
 
 
 class MissingDependency(NaeError):

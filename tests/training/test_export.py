@@ -1,0 +1,165 @@
+"""Export: the ONNX interface, parity per family, the int8 gate and the bundle it writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from service.bundle import BUNDLE_FILE, MODEL_FILE, load_bundle, sha256_file
+from training.calibration import calibrate
+from training.data.inputs import Inputs
+from training.errors import ExportFailed
+from training.export import (
+    INT8_FILE,
+    MIN_PARITY_EVENTS,
+    OPSET,
+    SampleScores,
+    check_parity,
+    export_bundle,
+    export_onnx,
+    int8_gate,
+)
+
+
+@pytest.mark.parametrize("family", ["dense", "conv", "vae", "pca"])
+def test_each_family_exports_the_contract_interface_with_parity(
+    family: str, make_family: Callable, tmp_path: Path
+) -> None:
+    model, x = make_family(family)
+    path = tmp_path / MODEL_FILE
+    export_onnx(model, x, path)
+    parity = check_parity(model, path, x[:MIN_PARITY_EVENTS])
+    assert parity.n_events == MIN_PARITY_EVENTS
+    assert parity.max_relative_difference <= 1e-5
+    graph = onnx.load(path)
+    assert [opset.version for opset in graph.opset_import if opset.domain == ""] == [OPSET]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MODEL_FILE]  # no external weights
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (node,) = session.get_inputs()
+    assert (node.name, node.type, node.shape[1:]) == ("x", "tensor(float)", list(x.shape[1:]))
+    assert isinstance(node.shape[0], str)  # the batch axis is symbolic
+    for batch_size in (1, 3):
+        (scores,) = session.run(["score"], {"x": x[:batch_size]})
+        assert scores.shape == (batch_size,) and scores.dtype == np.float32
+
+
+def test_parity_fails_for_a_graph_that_is_not_the_model(
+    make_family: Callable, tmp_path: Path
+) -> None:
+    model, x = make_family("dense")
+    export_onnx(model, x, tmp_path / MODEL_FILE)
+    with torch.no_grad():
+        model.net[-1].bias += 1e-3  # torch changes, the exported graph does not
+    with pytest.raises(ExportFailed, match="ONNX Runtime and torch disagree"):
+        check_parity(model, tmp_path / MODEL_FILE, x[:MIN_PARITY_EVENTS])
+
+
+def test_a_model_that_does_not_return_n_scores_is_refused(tmp_path: Path) -> None:
+    class Columns(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :1] * 2.0  # (N, 1), not (N,)
+
+    with pytest.raises(ExportFailed, match=r"shape \(N,\)"):
+        export_onnx(Columns(), np.ones((4, 3), np.float32), tmp_path / MODEL_FILE)
+
+
+def test_int8_gate_refuses_a_rate_shift_and_a_missing_signal() -> None:
+    rng = np.random.default_rng(4)
+    fp32 = SampleScores(rng.exponential(size=50_000).astype(np.float32), {})
+    calibrations = calibrate(fp32.background, [1e-2, 1e-3], reference_rate_hz=1.0)
+    faithful = int8_gate("static", fp32, SampleScores(fp32.background * 1.0001, {}), calibrations)
+    assert faithful.spearman == pytest.approx(1.0)
+    assert all(point["inside_ci95"] for point in faithful.working_points)
+    assert faithful.reasons == [
+        "AUC gate not evaluated: no signal sample given (--signal NAME=DATA)"
+    ]
+    shifted = int8_gate("static", fp32, SampleScores(fp32.background * 1.05, {}), calibrations)
+    assert [point["inside_ci95"] for point in shifted.working_points] == [False, False]
+    assert shifted.working_points[0]["int8_background_efficiency_at_own_threshold"] == 0.01
+    assert shifted.reasons[0].startswith("eff_1e-2: int8 background efficiency")
+
+
+def test_int8_gate_on_auc() -> None:
+    rng = np.random.default_rng(5)
+    background = rng.normal(size=20_000).astype(np.float32)
+    signal = rng.normal(1.0, 1.0, size=5_000).astype(np.float32)
+    fp32 = SampleScores(background, {"s": signal})
+    calibrations = calibrate(background, [1e-2], reference_rate_hz=1.0)
+    closer = signal - np.float32(0.1)  # AUC of N(0.9, 1) vs N(0, 1): 0.022 below N(1, 1)'s
+    gate = int8_gate("dynamic", fp32, SampleScores(background, {"s": closer}), calibrations)
+    assert gate.auc_change["s"] < -0.005
+    assert not gate.passed and "s: AUC changes by" in gate.reasons[0]
+
+
+def test_exported_bundle_is_complete_and_consistent(exported_bundle: Path) -> None:
+    bundle = load_bundle(exported_bundle)
+    raw = json.loads((exported_bundle / BUNDLE_FILE).read_text())
+    assert set(bundle.files) <= {MODEL_FILE, INT8_FILE}
+    assert sorted(p.name for p in exported_bundle.iterdir()) == sorted([BUNDLE_FILE, *bundle.files])
+    assert bundle.input.shape == [6] and bundle.input.features == [f"f{i}" for i in range(6)]
+    assert [wp.name for wp in bundle.working_points] == ["eff_1e-2", "eff_1e-3"]
+    assert [wp.n_background for wp in bundle.working_points] == [30_000, 30_000]
+    assert raw["parity"]["n_events"] >= MIN_PARITY_EVENTS
+    assert raw["parity"]["max_relative_difference"] <= 1e-5
+    assert 0.5 < bundle.metrics["shifted"]["auc"] <= 1.0
+    calibration = raw["provenance"]["calibration_sample"]
+    assert calibration["sha256"] == sha256_file(exported_bundle.parents[2] / "background.npy")
+    assert raw["provenance"]["code_version"] and raw["provenance"]["tools"]["onnxruntime"]
+    assert raw["model"]["family"] == "dense-ae"
+
+
+def test_exported_bundle_records_the_int8_gates(exported_bundle: Path) -> None:
+    raw = json.loads((exported_bundle / BUNDLE_FILE).read_text())
+    record = raw["int8"]
+    assert set(record["gates"]) == {"static", "dynamic"}
+    for gate in record["gates"].values():
+        assert [t["batch_size"] for t in gate["timings"]] == [1, 256, 4096]
+        assert all(t["fp32_cpu_s"] > 0 and t["int8_cpu_s"] > 0 for t in gate["timings"])
+        assert gate["spearman"] > 0.99
+        assert set(gate["auc_change"]) == {"shifted"}
+        assert gate["passed"] == (not gate["reasons"])
+    shipped = record["shipped"]
+    assert (INT8_FILE in raw["files"]) == (shipped is not None)
+    if raw["recommended"] == INT8_FILE:
+        timings = record["gates"][shipped]["timings"]
+        assert all(t["speedup"] > 1 for t in timings if t["batch_size"] >= 256)
+
+
+def test_export_refuses_an_existing_bundle_and_ranges_the_background_breaks(
+    exported_bundle: Path, make_family: Callable, tmp_path: Path
+) -> None:
+    model, _ = make_family("dense")
+    features = tuple(load_bundle(exported_bundle).input.features)
+    inputs = Inputs(exported_bundle.parents[2] / "background.npy", "jet-features", features)
+    with pytest.raises(ExportFailed, match="already holds a bundle"):
+        export_bundle(model, exported_bundle, name="n", version=1, kind="jet-features",
+                      background=inputs)  # fmt: skip
+    with pytest.raises(ExportFailed, match=r"f0 spans .* outside the declared input range"):
+        export_bundle(
+            model,
+            tmp_path / "n" / "1",
+            name="n",
+            version=1,
+            kind="jet-features",
+            background=inputs,
+            ranges=[(0.0, 1.0)] * 6,
+        )
+
+
+def test_service_refuses_a_tampered_export(exported_bundle: Path, tmp_path: Path) -> None:
+    from service.bundle import InvalidBundle
+
+    copy = shutil.copytree(exported_bundle, tmp_path / "bundle")
+    model = bytearray((copy / MODEL_FILE).read_bytes())
+    model[len(model) // 2] ^= 0x01
+    (copy / MODEL_FILE).write_bytes(bytes(model))
+    with pytest.raises(InvalidBundle, match=r"model\.onnx has sha256"):
+        load_bundle(copy)
