@@ -31,6 +31,8 @@ import math
 import multiprocessing
 import os
 import queue
+import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -52,7 +54,6 @@ SampleKind = Literal["jets", "events"]
 Progress = Callable[[int], None]
 
 _POLL_S = 0.2  # how often the parent looks at the progress queue while workers run
-_DASK_CONNECT_S = 30  # distributed's own default connect timeout, made explicit
 _worker_queue: Any = None  # set in each worker process by _init_worker
 
 
@@ -349,10 +350,14 @@ class _ShardTally:
 @contextmanager
 def _dask_client(address: str) -> Iterator[Any]:
     """A client of the scheduler at ``address``; an unreachable or malformed address becomes one
-    ``NaeError`` naming it."""
+    ``NaeError`` naming it. Waits as long as Dask's ``distributed.comm.timeouts.connect``
+    (30 s by default; ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT`` sets it)."""
     distributed = require("distributed", "data")
+    dask = require("dask", "data")
+    timeout_s = dask.utils.parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"))
     try:
-        client = distributed.Client(address, timeout=_DASK_CONNECT_S, set_as_default=False)
+        _wait_for_port(address, timeout_s=timeout_s)
+        client = distributed.Client(address, timeout=timeout_s, set_as_default=False)
     except (OSError, ValueError) as exc:  # TimeoutError is an OSError
         raise NaeError(
             f"cannot reach a Dask scheduler at {address!r} ({exc}); start one with"
@@ -360,6 +365,31 @@ def _dask_client(address: str) -> Iterator[Any]:
         ) from exc
     with client:
         yield client
+
+
+def _wait_for_port(address: str, *, timeout_s: float) -> None:
+    """Wait until a TCP/TLS scheduler address accepts connections, or raise ``OSError``.
+
+    Why not let ``Client`` find out: a ``Client`` that cannot connect leaves a half-started
+    object whose ``__del__`` later blocks for twice the timeout and prints a traceback
+    (distributed 2024.8-2026.8), so the common failure (nothing listening) is caught here first.
+    Other schemes (inproc, ucx, ws) go straight to ``Client``.
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, location = parse_address(address)
+    if scheme not in ("tcp", "tls"):
+        return
+    host, port = parse_host_port(location)  # ValueError without a port
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+            return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise OSError(f"nothing accepts connections there after {timeout_s:g} s") from exc
+            time.sleep(_POLL_S)
 
 
 def _generate_on_dask(job: _Job, *, topic: str) -> str:

@@ -3,6 +3,7 @@ resume."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,6 @@ import numpy as np
 import pytest
 
 from training.config import EventSampleConfig, JetSampleConfig
-from training.data import generation
 from training.data.generation import ShardSlice, count_rows, generate_shards, shard_seed
 from training.data.pythia import MAX_SEED
 from training.data.shards import Shard, read_shard, write_shard
@@ -23,10 +23,16 @@ NAMES = ["z_seed3_00000.h5", "z_seed3_00001.h5"]
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory: pytest.TempPathFactory) -> list[Shard]:
-    """The shards of RUN made in this process."""
+def local_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RUN made in this process, one shard after the other; tests copy it before changing it."""
     out = tmp_path_factory.mktemp("local")
-    return [read_shard(path) for path in generate_shards("events", Z, out_dir=out, **RUN)]
+    generate_shards("events", Z, out_dir=out, **RUN)
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_run(local_dir: Path) -> list[Shard]:
+    return [read_shard(local_dir / name) for name in NAMES]
 
 
 @pytest.fixture(scope="module")
@@ -63,42 +69,27 @@ def test_shard_seeds_are_distinct_deterministic_and_in_pythias_range():
 
 
 @pytest.mark.pythia
-def test_generate_shards_splits_resumes_and_is_deterministic(tmp_path):
-    counts: list[int] = []
-    paths = generate_shards(
-        "events", Z, n=3, out_dir=tmp_path / "a", seed=3, shard_size=2, progress=counts.append
-    )
-
-    assert [p.name for p in paths] == ["z_seed3_00000.h5", "z_seed3_00001.h5"]
-    shards = [read_shard(p) for p in paths]
-    assert [len(s) for s in shards] == [2, 1]
-    assert sum(counts) == 3
-    assert shards[0].attrs["seed"] != shards[1].attrs["seed"]
+def test_generate_shards_splits_resumes_and_is_deterministic(local_dir, local_run, tmp_path):
+    assert sorted(p.name for p in local_dir.iterdir()) == NAMES
+    assert [len(s) for s in local_run] == [2, 1]
+    assert local_run[0].attrs["seed"] != local_run[1].attrs["seed"]
 
     # Same seed, two worker processes, another directory: the same arrays.
-    again = generate_shards(
-        "events", Z, n=3, out_dir=tmp_path / "b", seed=3, shard_size=2, workers=2
-    )
-    for shard, path in zip(shards, again, strict=True):
-        np.testing.assert_array_equal(
-            read_shard(path).arrays["particles"], shard.arrays["particles"]
-        )
+    again = generate_shards("events", Z, out_dir=tmp_path / "b", workers=2, **RUN)
+    _assert_same_shards(again, local_run)
 
     # Resume: a truncated shard (as a crash outside write_shard would leave) is made again,
     # the complete one is left alone, and progress still adds up to n.
+    shutil.copytree(local_dir, tmp_path / "a")
+    paths = [tmp_path / "a" / name for name in NAMES]
     untouched = paths[0].stat().st_mtime_ns
     paths[1].write_bytes(paths[1].read_bytes()[:100])
-    counts.clear()
-    generate_shards(
-        "events", Z, n=3, out_dir=tmp_path / "a", seed=3, shard_size=2, progress=counts.append
-    )
+    counts: list[int] = []
+    generate_shards("events", Z, out_dir=tmp_path / "a", progress=counts.append, **RUN)
 
     assert paths[0].stat().st_mtime_ns == untouched
-    assert sum(counts) == 3
-    for shard, path in zip(shards, paths, strict=True):
-        np.testing.assert_array_equal(
-            read_shard(path).arrays["particles"], shard.arrays["particles"]
-        )
+    assert sum(counts) == RUN["n"]
+    _assert_same_shards(paths, local_run)
 
 
 @pytest.mark.pythia
@@ -191,8 +182,11 @@ def test_dask_with_local_workers_fails_before_generating(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_unreachable_scheduler_is_one_error_naming_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(generation, "_DASK_CONNECT_S", 0.5)
+def test_an_unreachable_scheduler_is_one_error_naming_it(tmp_path):
+    import dask
 
-    with pytest.raises(NaeError, match=r"cannot reach a Dask scheduler at 'tcp://127\.0\.0\.1:9'"):
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}),
+        pytest.raises(NaeError, match=r"cannot reach a Dask scheduler at 'tcp://127\.0\.0\.1:9'"),
+    ):
         generate_shards("events", Z, out_dir=tmp_path, dask="tcp://127.0.0.1:9", **RUN)
