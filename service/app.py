@@ -147,6 +147,7 @@ def _scorer(settings: Settings) -> Scorer:
         settings.models_dir,
         default_model=settings.default_model,
         intra_op_threads=settings.ort_intra_op_threads,
+        model_file=settings.model_file,
         strict_readiness=settings.strict_readiness,
     )
     collectors = CollectorRegistry()

@@ -30,12 +30,14 @@ from pydantic import (
 
 __all__ = [
     "BUNDLE_FILE",
+    "INT8_FILE",
     "MODEL_FILE",
     "REFERENCE_RATE_HZ",
     "Bundle",
     "FileDigest",
     "InputSpec",
     "InvalidBundle",
+    "ModelChoice",
     "OutputSpec",
     "WorkingPoint",
     "digest_files",
@@ -46,6 +48,10 @@ __all__ = [
 
 BUNDLE_FILE = "bundle.json"
 MODEL_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+ModelFile = Literal["model.onnx", "model.int8.onnx"]
+# Which file a service serves: the bundle's recommendation, or fp32 / int8 (where shipped).
+ModelChoice = Literal["recommended", "model.onnx", "model.int8.onnx"]
 # The one home of the LHC reference input rate: 2544 colliding bunch pairs x 11245.6 Hz revolution
 # frequency (the ADC2021 convention), written out because the float product is 28608806.400000002.
 # Bundles, the service's settings and the calibration use it.
@@ -176,6 +182,7 @@ class Bundle(_Open):
     reference_rate_hz: float = Field(gt=0)
     working_points: list[WorkingPoint]
     metrics: dict[str, dict[str, float]] = {}
+    recommended: ModelFile = MODEL_FILE
 
     @field_validator("files")
     @classmethod
@@ -192,7 +199,17 @@ class Bundle(_Open):
         names = [working_point.name for working_point in self.working_points]
         if len(set(names)) != len(names):
             raise ValueError(f"working point names must be unique, got {names}")
+        if self.recommended not in self.files:
+            raise ValueError(f"recommended {self.recommended} is not listed in files")
         return self
+
+    def file_to_serve(self, choice: ModelChoice) -> ModelFile:
+        """The ONNX file to run for an operator's ``choice``: the bundle's recommendation, fp32,
+        or int8 where the bundle ships it (int8 ships only where it passed its gate) and fp32
+        otherwise."""
+        if choice == "recommended":
+            return self.recommended
+        return INT8_FILE if choice == INT8_FILE and INT8_FILE in self.files else MODEL_FILE
 
 
 def sha256_file(path: Path) -> str:

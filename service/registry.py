@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.bundle import BUNDLE_FILE, InvalidBundle, load_bundle
+from service.bundle import BUNDLE_FILE, InvalidBundle, ModelChoice, load_bundle
 from service.errors import BadInput, ModelNotFound, ReloadFailed
 from service.runtime import OnnxModel
 
@@ -63,12 +63,14 @@ class ModelRegistry:
         *,
         default_model: str | None = None,
         intra_op_threads: int = 1,
+        model_file: ModelChoice = "recommended",
         strict_readiness: bool = True,
     ) -> None:
         self.models_dir = Path(models_dir)
         self.default_model = default_model
         self.strict_readiness = strict_readiness
         self._intra_op_threads = intra_op_threads
+        self._model_file: ModelChoice = model_file
         self._models = ModelSet()
         self._reload_lock = threading.Lock()
         self.loaded_once = False
@@ -186,7 +188,12 @@ class ModelRegistry:
                 f"{directory}: bundle.json says {bundle.name}/{bundle.version}; "
                 f"move it to {bundle.name}/{bundle.version}/"
             )
-        return OnnxModel(bundle, directory, intra_op_threads=self._intra_op_threads)
+        return OnnxModel(
+            bundle,
+            directory,
+            intra_op_threads=self._intra_op_threads,
+            model_file=self._model_file,
+        )
 
 
 def _bundle_directories(models_dir: Path) -> list[Path]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.bundle import MODEL_FILE, Bundle, InputSpec, InvalidBundle
+from service.bundle import Bundle, InputSpec, InvalidBundle, ModelChoice
 
 __all__ = ["InputRanges", "OnnxModel"]
 
@@ -23,7 +23,14 @@ _BLOCK_VALUES = 4096  # values compared per row of the range check (see ``InputR
 class OnnxModel:
     """A loaded bundle: ``score(x)`` runs the network, ``triggers(scores)`` applies thresholds."""
 
-    def __init__(self, bundle: Bundle, directory: Path, *, intra_op_threads: int = 1) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        directory: Path,
+        *,
+        intra_op_threads: int = 1,
+        model_file: ModelChoice = "recommended",
+    ) -> None:
         self.bundle = bundle
         self.directory = Path(directory)
         self.name = bundle.name
@@ -34,7 +41,8 @@ class OnnxModel:
         self.ranges = InputRanges.from_spec(bundle.input) if bundle.input.ranges else None
         self._input_name = bundle.input.name
         self._output_name = bundle.output.name
-        self._session = _session(self.directory / MODEL_FILE, intra_op_threads)
+        self.model_file = bundle.file_to_serve(model_file)  # the ONNX file this session runs
+        self._session = _session(self.directory / self.model_file, intra_op_threads)
         self._check_interface()
 
     def score(self, x: np.ndarray) -> np.ndarray:
@@ -56,7 +64,7 @@ class OnnxModel:
         node = inputs.get(self._input_name)
         if node is None:
             raise InvalidBundle(
-                f"{self.directory}: {MODEL_FILE} has inputs {sorted(inputs)}, "
+                f"{self.directory}: {self.model_file} has inputs {sorted(inputs)}, "
                 f"bundle.json names {self._input_name!r}"
             )
         declared = list(node.shape)[1:]
@@ -65,31 +73,31 @@ class OnnxModel:
             for dim, expected in zip(declared, self.input_shape, strict=True)
         ):
             raise InvalidBundle(
-                f"{self.directory}: {MODEL_FILE} input shape {node.shape} does not match "
+                f"{self.directory}: {self.model_file} input shape {node.shape} does not match "
                 f"bundle.json input shape [batch, {', '.join(map(str, self.input_shape))}]"
             )
         outputs = [output.name for output in self._session.get_outputs()]
         if self._output_name not in outputs:
             raise InvalidBundle(
-                f"{self.directory}: {MODEL_FILE} has outputs {outputs}, "
+                f"{self.directory}: {self.model_file} has outputs {outputs}, "
                 f"bundle.json names {self._output_name!r}"
             )
         if node.type != "tensor(float)":
             raise InvalidBundle(
-                f"{self.directory}: {MODEL_FILE} input {self._input_name!r} is {node.type}; "
+                f"{self.directory}: {self.model_file} input {self._input_name!r} is {node.type}; "
                 "the contract is float32 (tensor(float))"
             )
         try:
             probe = self.score(np.zeros((1, *self.input_shape), np.float32))
         except Exception as exc:  # ORT raises its own untyped errors
             raise InvalidBundle(
-                f"{self.directory}: {MODEL_FILE} fails its test run on one event of zeros: "
+                f"{self.directory}: {self.model_file} fails its test run on one event of zeros: "
                 f"{_first_line(exc)}"
             ) from exc
         if probe.shape != (1,) or probe.dtype != np.float32:
             raise InvalidBundle(
-                f"{self.directory}: {MODEL_FILE} returns {probe.dtype} {list(probe.shape)} for "
-                "one event; the contract is float32 [batch]"
+                f"{self.directory}: {self.model_file} returns {probe.dtype} "
+                f"{list(probe.shape)} for one event; the contract is float32 [batch]"
             )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import Field, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.bundle import REFERENCE_RATE_HZ  # a constant of the bundle contract; no cycle
+from service.bundle import REFERENCE_RATE_HZ, ModelChoice  # the bundle contract's; no cycle
 
 __all__ = ["Settings"]
 
@@ -50,6 +50,11 @@ class Settings(BaseSettings):
 
     ort_intra_op_threads: PositiveInt = 1
     """ONNX Runtime intra-op threads per session (1: one worker per core scales best)."""
+
+    model_file: ModelChoice = "recommended"
+    """Which ONNX file of each bundle to serve: ``recommended`` (the bundle's own choice: fp32
+    unless its int8 passed the export's gate and is faster), ``model.onnx`` (fp32 always) or
+    ``model.int8.onnx`` (int8 where the bundle ships it, fp32 elsewhere)."""
 
     inference_threads: PositiveInt = 1
     """Threads that run ONNX Runtime off the event loop. With 1, one worker is an event loop
