@@ -291,7 +291,11 @@ def make_report(
 
 
 def _default_png(dirs: tuple[Path, ...]) -> Path:
-    return Path(os.path.commonpath([str(d) for d in dirs])) / "report.png"
+    """``report.png`` in the common parent; absolute only if relative and absolute paths mix."""
+    mixed = len({d.is_absolute() for d in dirs}) > 1
+    return (
+        Path(os.path.commonpath([str(d.absolute() if mixed else d) for d in dirs])) / "report.png"
+    )
 
 
 def _labelled(summaries: dict[tuple[Path, str], ProcessSummary]) -> dict[str, ProcessSummary]:
@@ -438,9 +442,13 @@ def _plot(report: SampleReport) -> None:
         title_fontsize="small",
     )
     fig.suptitle(f"{', '.join(map(str, report.directories))} ({report.kind})")
-    report.png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(report.png_path, dpi=100)
-    plt.close(fig)
+    try:
+        report.png_path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(report.png_path, dpi=100)
+    except OSError as exc:
+        raise NaeError(f"cannot write {report.png_path} ({exc}); choose another --out") from exc
+    finally:
+        plt.close(fig)
 
 
 def _density_label(q: Quantity) -> str:

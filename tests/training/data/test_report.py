@@ -77,6 +77,8 @@ def test_directories_overlay_and_same_processes_are_told_apart(z_events, tmp_pat
     assert z.moments["MET"].mean == pytest.approx(particles[:, 0, 0].mean(), rel=1e-6)
     assert z.efficiency.value == pytest.approx(z_events.attrs["filter_efficiency"])
     assert report.png_path.read_bytes()[:8] == PNG_MAGIC
+    with pytest.raises(NaeError, match=r"cannot write .*report\.png .*choose another --out"):
+        make_report(tmp_path / "test", png_path=tmp_path / "report.png" / "report.png")
 
 
 def test_plot_range_follows_the_data_and_keeps_the_tails_of_every_curve():
