@@ -153,7 +153,8 @@ def data_jets(
         typer.Option(
             "--veto/--no-veto",
             help="Stop events that cannot give a window jet inside Pythia's evolution "
-            "(default: on for qcd and top, off for dark; tune with --set veto.pt_fraction=...). "
+            "(default: on for qcd and top, off for dark, where --veto takes the qcd setting; "
+            "tune with --set veto.pt_fraction=...). "
             "Kept jets are unchanged in distribution: docs/data.md, 'The in-evolution veto'.",
         ),
     ] = None,
@@ -176,8 +177,10 @@ def data_jets(
     )
 
     options = {"r_inv": r_inv, "dark_hadron_mass_gev": dark_mass}
-    if veto is not None:  # else the process's default
-        options["veto"] = JetVetoConfig() if veto else "off"
+    if veto is False:
+        options["veto"] = "off"
+    elif veto and JetSampleConfig(process=process).veto is None:  # dark: the qcd setting
+        options["veto"] = JetVetoConfig()
     config = JetSampleConfig(
         process=process,
         detector=DetectorConfig() if detector == "default" else None,
@@ -393,6 +396,258 @@ def data_hash(
     from training.data.shards import hash_sample
 
     typer.echo(f"{hash_sample(directory)}  {directory}")
+
+
+_TRAIN_SET_HELP = (
+    "Override any setting of the run config as key=value, repeatable, e.g. "
+    "--set sampler.input.steps=20 --set train.nae_iterations=500 (keys: training/config.py)."
+)
+
+
+@app.command("train")
+def train_command(
+    config: Annotated[
+        str,
+        typer.Argument(
+            metavar="CONFIG",
+            help="A TOML file, or a recipe of training/configs/ by name (jets-qcd-image-nae).",
+        ),
+    ],
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=_TRAIN_SET_HELP)
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="Run directory (default runs/<name>).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run from its last checkpoint.")
+    ] = False,
+) -> None:
+    """Train one model (AE, NAE, VAE or PCA) as CONFIG says.
+
+    Writes config.toml, metrics.jsonl and checkpoints/ (last.pt to resume, best.pt selected
+    without signal labels) to the run directory; --resume continues bit-identically."""
+    require("torch", "train")
+    from training.config import load_run_config
+    from training.train import train, training_steps
+
+    run_config = load_run_config(config, overrides or [])
+    directory = run_dir or Path("runs") / run_config.name
+    with _progress_bar(training_steps(run_config), f"training {run_config.name}") as progress:
+        summary = train(run_config, directory, progress=progress, resume=resume)
+    typer.echo(
+        f"{summary.family} run in {summary.run_dir}: selected {summary.selected.name} "
+        f"(step {summary.selected_step}, {summary.selection} {summary.selection_value:.4g}); "
+        f"{summary.cpu_seconds:.0f} CPU s"
+    )
+
+
+@app.command("evaluate")
+def evaluate_command(
+    run: Annotated[
+        Path, typer.Argument(metavar="RUN", exists=True, file_okay=False, help="Run directory.")
+    ],
+    background: Annotated[
+        Path | None,
+        typer.Option("--background", help="Background shards (default: the config's)."),
+    ] = None,
+    signals: Annotated[
+        list[str] | None,
+        typer.Option("--signal", metavar="NAME=DATA", help="A signal sample, repeatable."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output directory (RUN/evaluation/CKPT).")
+    ] = None,
+    checkpoint: Annotated[
+        str,
+        typer.Option(
+            "--checkpoint", help="best (default), last, epoch-0003, iteration-000500 or a .pt."
+        ),
+    ] = "best",
+    all_checkpoints: Annotated[
+        bool,
+        typer.Option(
+            "--all-checkpoints",
+            help="Also score every saved checkpoint: selected vs best signal-aware AUC.",
+        ),
+    ] = False,
+    max_events: Annotated[
+        int, typer.Option("--max-events", min=0, help="Events per sample; 0: all.")
+    ] = 0,
+) -> None:
+    """Score a run's checkpoint: AUC, 1/eps_B at eps_S 0.2 and 0.3, TPR at FPR 1e-3..1e-5 with
+    uncertainties (metrics.json) and plots (ROC, scores, negative samples, training curves)."""
+    require("torch", "train")
+    from training.evaluate import evaluate_checkpoints, evaluate_run
+
+    named = dict(_name_value(item) for item in signals or [])
+    options = {"background": background, "signals": named, "max_events": max_events}
+    summary = evaluate_run(run, out_dir=out, checkpoint=checkpoint, **options)
+    for name, aucs in summary.auc.items():
+        typer.echo(f"{name}: " + ", ".join(f"AUC({s}) {a:.4f}" for s, a in aucs.items()))
+    typer.echo(f"metrics and plots in {summary.out_dir}")
+    if all_checkpoints:
+        table = evaluate_checkpoints(run, **options)
+        for name, best in table["best_auc"].items():
+            typer.echo(
+                f"{name}: selected AUC {table['selected']['auc'][name]:.4f}, best "
+                f"{best['auc']:.4f} at {best['checkpoint']}"
+            )
+
+
+def _name_value(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name or not value:
+        raise NaeError(f"--signal {item!r}: expected NAME=DATA, e.g. top=data/test/top")
+    return name, value
+
+
+@app.command("export")
+def export_command(
+    run: Annotated[
+        Path, typer.Argument(metavar="RUN", exists=True, file_okay=False, help="Run directory.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Bundle directory models/NAME/VERSION.")],
+    calibrate: Annotated[
+        Path,
+        typer.Option(
+            "--calibrate",
+            exists=True,
+            help="Background sample for the thresholds, apart from training and validation.",
+        ),
+    ],
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also quantize (static QDQ and dynamic) and gate it.")
+    ] = False,
+    bkg_eff: Annotated[
+        str, typer.Option("--bkg-eff", help="Target background efficiencies, comma-separated.")
+    ] = "1e-2,1e-3,1e-4",
+    prescale: Annotated[
+        str | None,
+        typer.Option("--prescale", help="One prescale per --bkg-eff, comma-separated (all 1)."),
+    ] = None,
+    input_rate_hz: Annotated[
+        float | None,
+        typer.Option(
+            "--input-rate-hz", help="Reference input rate (default 2544 x 11245.6 Hz = 28.61e6)."
+        ),
+    ] = None,
+    signals: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--signal", metavar="NAME=DATA", help="A signal sample for metrics and the int8 gate."
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", help="best (default), last, epoch-0003 or a .pt.")
+    ] = "best",
+) -> None:
+    """Export a run's checkpoint as a calibrated bundle: ONNX fp32 (+ int8 where it passes its
+    gate), thresholds with Clopper-Pearson intervals, provenance."""
+    require("torch", "train")
+    from service.bundle import REFERENCE_RATE_HZ
+    from training.export import export_run
+
+    efficiencies = _numbers("--bkg-eff", bkg_eff, float)
+    bundle = export_run(
+        run,
+        out,
+        background=calibrate,
+        signals=dict(_name_value(item) for item in signals or []),
+        checkpoint=checkpoint,
+        int8=int8,
+        target_efficiencies=efficiencies,
+        prescales=_numbers("--prescale", prescale, int) if prescale else None,
+        reference_rate_hz=input_rate_hz or REFERENCE_RATE_HZ,
+        progress=lambda stage: typer.echo(f"{stage} ...", err=True),
+    )
+    typer.echo(
+        f"{bundle.name} v{bundle.version} ({bundle.kind}) in {out}: {', '.join(bundle.files)}"
+    )
+    for point in bundle.working_points:
+        low, high = point.background_efficiency_ci95
+        typer.echo(
+            f"  {point.name}: score > {point.threshold:.6g}, background efficiency "
+            f"{point.background_efficiency:.3g} [{low:.3g}, {high:.3g}] of {point.n_background}, "
+            f"{point.expected_rate_hz:.4g} Hz"
+        )
+    if int8:
+        record = (bundle.model_extra or {})["int8"]
+        gates = record["gates"].values()
+        why = "; ".join(reason for gate in gates for reason in gate["reasons"])
+        typer.echo(f"  int8: shipped {record['shipped'] or 'none'}" + (f" ({why})" if why else ""))
+    typer.echo(f"  recommended: {bundle.recommended}")
+
+
+bundle_app = typer.Typer(
+    help="Check and run bundles offline, with the service's own code.", no_args_is_help=True
+)
+app.add_typer(bundle_app, name="bundle")
+_BundleDir = Annotated[
+    Path, typer.Argument(metavar="DIR", help="Bundle directory models/NAME/VERSION.")
+]
+
+
+@bundle_app.command("verify")
+def bundle_verify(directory: _BundleDir) -> None:
+    """Check a bundle as the service loads it: schema, sha256 of every file, each ONNX
+    graph's interface and a test run. Exits 1 with one line on any mismatch."""
+    from training.bundles import verify_bundle
+
+    bundle = verify_bundle(directory)
+    names = ", ".join(point.name for point in bundle.working_points)
+    typer.echo(
+        f"ok: {bundle.name} v{bundle.version} ({bundle.kind}), files {', '.join(bundle.files)} "
+        f"match their sha256; working points {names}; recommended {bundle.recommended}"
+    )
+
+
+@bundle_app.command("score")
+def bundle_score(
+    directory: _BundleDir,
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT", help="Shard directory or file, .npy, landscape or ADC2021 file."
+        ),
+    ],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the scores (.npy).")] = None,
+    model_file: Annotated[
+        str,
+        typer.Option("--model-file", help="recommended (default), model.onnx or model.int8.onnx."),
+    ] = "recommended",
+) -> None:
+    """Score INPUT offline through the service's runtime and summarise the fraction passing
+    each working point."""
+    from service.bundle import load_bundle
+    from training.bundles import score_bundle
+
+    if model_file not in ("recommended", "model.onnx", "model.int8.onnx"):
+        raise NaeError(
+            f"--model-file {model_file!r}: use recommended, model.onnx or model.int8.onnx"
+        )
+    with _progress_bar(None, f"scoring {source.name}") as progress:
+        summary = score_bundle(directory, source, out=out, model_file=model_file, progress=progress)
+    typer.echo(f"{summary.n_events} events scored with {summary.model_file}")
+    calibrated = {point.name: point for point in load_bundle(directory).working_points}
+    for name, passing in summary.passing.items():
+        low, high = calibrated[name].background_efficiency_ci95
+        typer.echo(
+            f"  {name}: {passing.n_passing} pass ({passing.value:.3g}, 95% CI "
+            f"[{passing.ci95.low:.3g}, {passing.ci95.high:.3g}]); calibrated background "
+            f"[{low:.3g}, {high:.3g}]"
+        )
+    if summary.scores_path is not None:
+        typer.echo(f"scores saved to {summary.scores_path}")
+
+
+def _numbers(option: str, text: str, kind: type) -> list:
+    try:
+        return [kind(item) for item in text.split(",")]
+    except ValueError:
+        raise NaeError(
+            f"{option} {text!r}: expected comma-separated numbers, e.g. 1e-2,1e-3"
+        ) from None
 
 
 @contextmanager

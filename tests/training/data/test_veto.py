@@ -133,4 +133,5 @@ def test_cross_section_times_efficiency_agrees_with_the_veto_off(vetoed_and_unve
 def test_dark_jets_are_unvetoed_unless_asked():
     assert JetSampleConfig(process="dark").veto is None
     assert JetSampleConfig(process="dark", veto=JetVetoConfig()).veto == JetVetoConfig()
-    assert JetSampleConfig(process="top").veto == JetVetoConfig()
+    assert JetSampleConfig(process="qcd").veto == JetVetoConfig()
+    assert JetSampleConfig(process="top").veto == JetVetoConfig(pt_fraction=0.9)
