@@ -1,6 +1,7 @@
 """Domain errors. Library code raises these; the CLI prints one line and exits non-zero."""
 
 __all__ = [
+    "BadBundle",
     "BadDataFile",
     "BadSample",
     "ExportFailed",
@@ -26,6 +27,11 @@ class BadSample(NaeError):
 class TooFewEvents(BadSample):
     """A sample is too small for the efficiency asked of it (too few events would pass); the
     message says how many events are needed."""
+
+
+class BadBundle(NaeError):
+    """A bundle directory the service would refuse: unreadable or invalid bundle.json, a file
+    that does not match its sha256, or an ONNX graph that breaks the bundle's interface."""
 
 
 class ExportFailed(NaeError):

@@ -30,6 +30,7 @@ only where it ships and is faster than fp32 at batch 256 and above (a trigger fa
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import subprocess
 import tempfile
@@ -46,6 +47,7 @@ import numpy as np
 
 from service.bundle import (
     BUNDLE_FILE,
+    INT8_FILE,
     MODEL_FILE,
     REFERENCE_RATE_HZ,
     Bundle,
@@ -60,7 +62,6 @@ from training.errors import ExportFailed, TooFewEvents, require
 from training.metrics import rejection_at_signal_efficiency, roc_auc
 
 __all__ = [
-    "INT8_FILE",
     "MAX_AUC_CHANGE",
     "MIN_PARITY_EVENTS",
     "OPSET",
@@ -71,13 +72,13 @@ __all__ = [
     "check_parity",
     "export_bundle",
     "export_onnx",
+    "export_run",
     "int8_gate",
     "quantize",
     "time_models",
 ]
 
 OPSET = 20  # torch 2.13's default for the dynamo exporter; ONNX Runtime >= 1.17 runs it
-INT8_FILE = "model.int8.onnx"
 PARITY_RTOL = 1e-5
 MIN_PARITY_EVENTS = 10_000
 MAX_AUC_CHANGE = 0.005
@@ -433,6 +434,85 @@ def export_bundle(
     write_bundle(out_dir, bundle)
     _check_served(out_dir, head[:256], scores["fp32"].background[:256])
     return load_bundle(out_dir)
+
+
+def export_run(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    background: str | Path,
+    signals: Mapping[str, str | Path] | None = None,
+    checkpoint: str = "best",
+    **options: Any,
+) -> Bundle:
+    """``nae export``: the selected checkpoint of a training run as the bundle
+    ``out_dir = models/<name>/<version>``, calibrated on the held-out ``background`` sample.
+
+    The bundle's kind, input features and description come from the run's config; its
+    provenance adds the run, the checkpoint's stage, step and selection metric, the config's
+    sha256 and seed, and the content hash of every training sample. ``options`` are those of
+    ``export_bundle`` (``int8``, ``target_efficiencies``, ``reference_rate_hz``, ...).
+    """
+    from training.checkpoint import load_model
+    from training.config import config_to_toml
+    from training.data.shards import hash_sample
+    from training.models.families import input_shape
+
+    out_dir = Path(out_dir)
+    if not out_dir.name.isdigit() or int(out_dir.name) < 1 or not out_dir.parent.name:
+        raise ExportFailed(f"--out {out_dir} must be models/NAME/VERSION with VERSION >= 1")
+    model, config, state = load_model(run_dir, checkpoint)
+    kind = _KINDS[config.data.input]
+    training_samples = [Path(path) for path in config.data.train]
+    if any(_same_path(background, path) for path in training_samples):
+        raise ExportFailed(
+            f"calibration sample {background} is one the run trained on: thresholds need a "
+            "background apart from training and validation (generate one with another seed)"
+        )
+    features = tuple(default_features(kind, input_shape(config.data), config.data.features))
+    description = {
+        "preprocessing": {
+            "in_graph": True,
+            "kind": config.model.preprocessing,
+            "pt_power": config.model.pt_power,
+        },
+        "model": {
+            "family": config.model.family,
+            "architecture": config.model.architecture,
+            "hyperparameters": config.model.model_dump(mode="json"),
+        },
+        "provenance": {
+            "run_dir": str(run_dir),
+            "checkpoint": {key: state.get(key) for key in ("stage", "step", "metric")},
+            "config_sha256": hashlib.sha256(config_to_toml(config).encode()).hexdigest(),
+            "seed": config.train.seed,
+            "training_samples": [
+                {"path": str(path), "sha256": hash_sample(path)} for path in training_samples
+            ],
+        },
+    }
+    return export_bundle(
+        model,
+        out_dir,
+        name=out_dir.parent.name,
+        version=int(out_dir.name),
+        kind=kind,
+        background=Inputs(background, kind, features),
+        signals={name: Inputs(path, kind, features) for name, path in (signals or {}).items()},
+        description=description,
+        **options,
+    )
+
+
+_KINDS: dict[str, Literal["jet-image", "jet-features", "event"]] = {
+    "images": "jet-image",
+    "features": "jet-features",
+    "events": "event",
+}
+
+
+def _same_path(a: str | Path, b: str | Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def _score_samples(

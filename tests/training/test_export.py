@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,18 +16,18 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from service.bundle import BUNDLE_FILE, MODEL_FILE, load_bundle, sha256_file
+from service.bundle import BUNDLE_FILE, INT8_FILE, MODEL_FILE, load_bundle, sha256_file
 from training.calibration import calibrate
 from training.data.inputs import Inputs
 from training.errors import ExportFailed
 from training.export import (
-    INT8_FILE,
     MIN_PARITY_EVENTS,
     OPSET,
     SampleScores,
     check_parity,
     export_bundle,
     export_onnx,
+    export_run,
     int8_gate,
 )
 
@@ -163,3 +166,61 @@ def test_service_refuses_a_tampered_export(exported_bundle: Path, tmp_path: Path
     (copy / MODEL_FILE).write_bytes(bytes(model))
     with pytest.raises(InvalidBundle, match=r"model\.onnx has sha256"):
         load_bundle(copy)
+
+
+FEATURE_DATASETS = ["msd", "tau21", "tau32", "c2_b1", "d2_b1", "ptd", "major_axis", "minor_axis"]
+
+
+def _feature_shards(directory: Path, n: int, seed: int, shift: float = 0.0) -> Path:
+    """One jet shard whose eight substructure features are seeded test values (gamma-
+    distributed, positive); the other datasets are zeros."""
+    from training.data.shards import Shard, write_shard
+
+    x = np.random.default_rng(seed).gamma(3.0, 1.0, size=(n, 8)).astype(np.float32) + shift
+    arrays = {
+        "constituents": np.zeros((n, 200, 4), np.float32),
+        "images": np.zeros((n, 40, 40), np.float32),
+        "jet": np.zeros((n, 4), np.float32),
+        "label": np.zeros(n, np.int8),
+        **{f"features/{name}": x[:, i] for i, name in enumerate(FEATURE_DATASETS)},
+    }
+    write_shard(directory / "test_00000.h5", Shard(arrays, {"process": "test", "seed": seed}))
+    return directory
+
+
+def test_nae_export_of_a_trained_run(tmp_path: Path) -> None:
+    """train (a PCA fit) -> ``nae export`` -> a bundle whose provenance names the run."""
+    from training.config import load_run_config
+    from training.data.shards import hash_sample
+    from training.train import train
+
+    train_dir = _feature_shards(tmp_path / "train", 3_000, seed=1)
+    background = _feature_shards(tmp_path / "background", 12_000, seed=2)
+    signal = _feature_shards(tmp_path / "signal", 2_000, seed=3, shift=1.5)
+    overrides = [f"data.train=['{train_dir}']", "model.preprocessing=standardise"]
+    train(load_run_config("jets-qcd-features-pca", overrides), tmp_path / "run")
+    out = tmp_path / "models" / "jets-test-pca" / "1"
+    with pytest.raises(ExportFailed, match="is one the run trained on"):
+        export_run(tmp_path / "run", out, background=train_dir)
+    nae = Path(sys.executable).with_name("nae")
+    command = [nae, "export", tmp_path / "run", "--out", out, "--calibrate", background]
+    done = subprocess.run(
+        [*map(str, command), "--bkg-eff", "1e-2,1e-3", "--signal", f"shift={signal}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "jets-test-pca v1 (jet-features)" in done.stdout and "eff_1e-3: score >" in done.stdout
+    bundle = load_bundle(out)
+    provenance = bundle.model_extra["provenance"]
+    assert bundle.input.features == ["msd [GeV]", *FEATURE_DATASETS[1:]]
+    assert provenance["training_samples"] == [
+        {"path": str(train_dir), "sha256": hash_sample(train_dir)}
+    ]
+    assert provenance["calibration_sample"]["sha256"] == hash_sample(background)
+    assert provenance["checkpoint"]["stage"] == "pca" and provenance["seed"] == 1
+    assert len(provenance["config_sha256"]) == 64
+    assert bundle.model_extra["model"]["family"] == "pca"
+    assert bundle.metrics["shift"]["auc"] > 0.5

@@ -1,0 +1,147 @@
+"""Bundles offline and served: verify, score, the round trip export -> service, tampering."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.bundle import INT8_FILE, MODEL_FILE, load_bundle
+from service.settings import Settings
+from training.bundles import score_bundle, verify_bundle
+from training.data.shards import Shard, write_shard
+from training.errors import BadBundle, BadSample
+
+NAE = Path(sys.executable).with_name("nae")
+
+
+def nae(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(NAE), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def models_dir(exported_bundle: Path, tmp_path: Path) -> Path:
+    """A models directory holding a copy of the exported bundle."""
+    shutil.copytree(exported_bundle, tmp_path / "models" / "test-features-ae" / "1")
+    return tmp_path / "models"
+
+
+def test_served_scores_and_triggers_equal_torch(
+    models_dir: Path, exported_bundle: Path, make_family: Callable
+) -> None:
+    x = np.load(exported_bundle.parents[2] / "signal.npy")[:500]
+    model, _ = make_family("dense")
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    settings = Settings(models_dir=models_dir, model_file="model.onnx")
+    with TestClient(create_app(settings)) as client:
+        reply = client.post("/score", json={"model": "test-features-ae", "inputs": x.tolist()})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    scores = np.array(body["scores"], np.float32)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5 * np.median(expected))
+    for point in load_bundle(exported_bundle).working_points:
+        assert body["triggers"][point.name] == (scores > np.float32(point.threshold)).tolist()
+
+
+def test_the_service_can_be_told_to_serve_int8(models_dir: Path, exported_bundle: Path) -> None:
+    bundle = load_bundle(exported_bundle)
+    if INT8_FILE not in bundle.files:
+        pytest.skip(f"int8 did not pass its gate here: {bundle.model_extra['int8']}")
+    x = np.load(exported_bundle.parents[2] / "signal.npy")[:200]
+    served = {}
+    for choice in ("model.onnx", "model.int8.onnx"):
+        summary = score_bundle(exported_bundle, _npy(models_dir.parent, x), model_file=choice)
+        assert summary.model_file == choice
+        with TestClient(create_app(Settings(models_dir=models_dir, model_file=choice))) as client:
+            reply = client.post("/score", json={"model": bundle.name, "inputs": x.tolist()})
+        served[choice] = np.array(reply.json()["scores"], np.float32)
+    assert not np.array_equal(served[MODEL_FILE], served[INT8_FILE])  # really another graph
+    assert np.corrcoef(served[MODEL_FILE], served[INT8_FILE])[0, 1] > 0.99
+
+
+def test_bundle_score_of_shards_equals_npy_and_counts_working_points(
+    exported_bundle: Path, tmp_path: Path
+) -> None:
+    x = np.load(exported_bundle.parents[2] / "background.npy")[:3000]
+    shards = tmp_path / "shards"
+    for index, rows in enumerate((slice(0, 1800), slice(1800, 3000))):
+        part = x[rows]
+        arrays = {
+            "constituents": np.zeros((len(part), 200, 4), np.float32),
+            "images": np.zeros((len(part), 40, 40), np.float32),
+            "jet": np.zeros((len(part), 4), np.float32),
+            "label": np.zeros(len(part), np.int8),
+            **{f"features/f{i}": part[:, i] for i in range(part.shape[1])},
+        }
+        write_shard(shards / f"test_{index}.h5", Shard(arrays, {"process": "test"}))
+    from_shards = score_bundle(exported_bundle, shards, out=tmp_path / "a.npy")
+    from_npy = score_bundle(exported_bundle, _npy(tmp_path, x), out=tmp_path / "b.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    assert from_shards.n_events == 3000 and from_shards.passing == from_npy.passing
+    scores = np.load(tmp_path / "a.npy")
+    for point in load_bundle(exported_bundle).working_points:
+        passing = from_shards.passing[point.name]
+        assert passing.n_passing == np.count_nonzero(scores > np.float32(point.threshold))
+        assert passing.ci95.low <= passing.value <= passing.ci95.high
+
+
+def test_bundle_score_refuses_what_the_service_refuses(
+    exported_bundle: Path, tmp_path: Path
+) -> None:
+    x = np.load(exported_bundle.parents[2] / "background.npy")[:100].copy()
+    x[42, 3] = -1.0  # the features are declared non-negative
+    with pytest.raises(BadSample, match=r"event 42, 'f3' = -1 is outside .* \[0, inf\]"):
+        score_bundle(exported_bundle, _npy(tmp_path, x))
+    with pytest.raises(BadSample, match=r"events of shape \[5\]; the bundle takes \[6\]"):
+        score_bundle(exported_bundle, _npy(tmp_path, x[:, :5]))
+
+
+def test_verify_and_score_on_the_command_line(exported_bundle: Path, tmp_path: Path) -> None:
+    verified = nae("bundle", "verify", exported_bundle)
+    assert verified.returncode == 0 and verified.stdout.startswith("ok: test-features-ae v1")
+    x = np.load(exported_bundle.parents[2] / "signal.npy")[:1000]
+    scored = nae("bundle", "score", exported_bundle, _npy(tmp_path, x), "--out", tmp_path / "s.npy")
+    assert scored.returncode == 0, scored.stderr
+    assert "1000 events scored" in scored.stdout and "eff_1e-3:" in scored.stdout
+    assert np.load(tmp_path / "s.npy").shape == (1000,)
+
+
+def test_a_changed_byte_is_refused_by_verify_and_by_the_service(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    directory = models_dir / "test-features-ae" / "1"
+    model = bytearray((directory / MODEL_FILE).read_bytes())
+    model[len(model) // 3] ^= 0x10
+    (directory / MODEL_FILE).write_bytes(bytes(model))
+    with pytest.raises(BadBundle, match=r"model\.onnx has sha256 .* promises"):
+        verify_bundle(directory)
+    refused = nae("bundle", "verify", directory)
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1 and "model.onnx has sha256" in refused.stderr
+    with TestClient(create_app(Settings(models_dir=models_dir))) as client:
+        assert "test-features-ae" not in client.get("/models").text
+        reply = client.post("/score", json={"model": "test-features-ae", "inputs": [[1.0] * 6]})
+    assert reply.status_code == 404
+
+
+def _npy(directory: Path, x: np.ndarray) -> Path:
+    path = directory / f"inputs-{x.shape[0]}x{x.shape[1]}.npy"
+    np.save(path, x)
+    return path
