@@ -33,6 +33,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from training.config import SHARD_CONSTITUENTS, SHARD_IMAGE_PIXELS
 from training.errors import BadDataFile, require
 
 __all__ = [
@@ -51,8 +52,8 @@ __all__ = [
 
 # Row shapes (the shape without the leading N) of contract 1b.
 JET_SHAPES: dict[str, tuple[int, ...]] = {
-    "constituents": (200, 4),
-    "images": (40, 40),
+    "constituents": (SHARD_CONSTITUENTS, 4),
+    "images": (SHARD_IMAGE_PIXELS, SHARD_IMAGE_PIXELS),
     "jet": (4,),
 }
 EVENT_SHAPES: dict[str, tuple[int, ...]] = {"particles": (19, 4)}
