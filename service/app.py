@@ -4,8 +4,9 @@ The lifespan loads the bundles (in a worker thread; ``/v2/health/ready`` answers
 then). The scoring routes (``POST /score``, ``POST /v2/models/.../infer``) are served by
 ``ScoringApp`` before FastAPI's middleware and routing (``service.api.exchange``); every other
 route is plain FastAPI. Errors are translated once per side, to the same shape:
-``ServiceError`` keeps its status and headers, FastAPI's validation and routing errors keep
-theirs, anything else is a 500; the body is always ``{"error": message}``. Every request is
+``ServiceError`` keeps its status and headers, FastAPI's validation errors are 400 (422 is
+kept for scores that are not finite) and its routing errors keep their status, anything else is
+a 500; the body is always ``{"error": message}``. Every request is
 counted by route template and status (a pure ASGI middleware for the FastAPI routes).
 
 The OpenAPI document (``/openapi.json``, ``/docs``, ``/redoc``) lists every route's request
@@ -34,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
 from service.api import admin, metrics, models, oip, score
-from service.api.docs import add_bundle_examples, install_docs
+from service.api.docs import add_bundle_examples, drop_validation_error_docs, install_docs
 from service.api.exchange import HotEndpoint, error_reply, serve_hot
 from service.errors import ServiceError
 from service.memory import BodyBudget
@@ -80,7 +81,9 @@ class ScoringApp(FastAPI):
             self.openapi_schema = None
             self._documented = models
         if self.openapi_schema is None:
-            add_bundle_examples(super().openapi(), models)
+            schema = super().openapi()
+            drop_validation_error_docs(schema)
+            add_bundle_examples(schema, models)
         return self.openapi_schema
 
 
@@ -196,7 +199,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in exc.errors()
         )
-        return _error(f"invalid request: {problems}", 422)
+        return _error(f"invalid request: {problems}", 400)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

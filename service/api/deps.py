@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Path, Request, Response
 from fastapi.routing import APIRoute
 
+from service.codecs import MAX_NAME_LENGTH
 from service.metrics import Metrics
 from service.registry import ModelRegistry
 from service.schemas import ErrorResponse
@@ -20,11 +21,15 @@ from service.scoring import Scorer
 from service.settings import Settings
 
 __all__ = [
+    "NAME_SCHEMA",
+    "VERSION_SCHEMA",
     "DocumentedRoute",
     "MetricsDep",
+    "NameParam",
     "RegistryDep",
     "ScorerDep",
     "SettingsDep",
+    "VersionParam",
     "error_responses",
     "scorer_of",
 ]
@@ -90,6 +95,13 @@ async def _settings(request: Request) -> Settings:
 async def _scorer(request: Request) -> Scorer:
     return scorer_of(request)
 
+
+# Path parameters as the OpenAPI document describes them; ``codecs.checked_name`` and
+# ``codecs.checked_version`` enforce them (400 naming the problem).
+NAME_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH}
+VERSION_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}
+NameParam = Annotated[str, Path(json_schema_extra={"maxLength": MAX_NAME_LENGTH})]
+VersionParam = Annotated[str, Path(json_schema_extra={"pattern": VERSION_SCHEMA["pattern"]})]
 
 ScorerDep = Annotated[Scorer, Depends(_scorer)]
 RegistryDep = Annotated[ModelRegistry, Depends(_registry)]

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from service.registry import ModelSet
 from service.runtime import OnnxModel
 
-__all__ = ["ASSETS_PATH", "add_bundle_examples", "install_docs"]
+__all__ = ["ASSETS_PATH", "add_bundle_examples", "drop_validation_error_docs", "install_docs"]
 
 ASSETS_PATH = "/docs/assets"
 
@@ -80,6 +80,20 @@ def add_bundle_examples(schema: dict[str, Any], models: ModelSet) -> None:
         for parameter in operation["parameters"]:
             if parameter["in"] == "path":
                 parameter["example"] = values[parameter["name"]]
+
+
+def drop_validation_error_docs(schema: dict[str, Any]) -> None:
+    """Remove the 422 ``HTTPValidationError`` FastAPI documents on routes with parameters:
+    this service answers validation errors with 400 ``{"error": ...}`` (``app``), which every
+    route documents with ``deps.error_responses``."""
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            response = operation.get("responses", {}).get("422", {})
+            if "HTTPValidationError" in str(response):
+                del operation["responses"]["422"]
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
 
 
 def _example_model(models: ModelSet) -> OnnxModel | None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import RegistryDep, error_responses
+from service.api.deps import NameParam, RegistryDep, error_responses
 from service.bundle import MODEL_FILE
+from service.codecs import checked_name
 from service.errors import ModelNotFound
 from service.registry import ModelRegistry
 from service.schemas import ModelSummary, VersionSummary
@@ -22,9 +23,10 @@ async def list_models(registry: RegistryDep) -> list[ModelSummary]:
     return [_summary(registry, name) for name in sorted(registry.models.versions)]
 
 
-@router.get("/{name}", response_model=ModelSummary, responses=error_responses(404))
-async def get_model(name: str, registry: RegistryDep) -> ModelSummary:
+@router.get("/{name}", response_model=ModelSummary, responses=error_responses(400, 404))
+async def get_model(name: NameParam, registry: RegistryDep) -> ModelSummary:
     """One bundle name with its versions."""
+    name = checked_name(name, what="model name") or ""
     if name not in registry.models.versions:
         raise ModelNotFound(f"no bundle named {name!r}; loaded: {sorted(registry.models.versions)}")
     return _summary(registry, name)

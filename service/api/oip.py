@@ -16,7 +16,15 @@ from fastapi import APIRouter, Response
 from pydantic import ValidationError
 
 from service import __version__
-from service.api.deps import DocumentedRoute, RegistryDep, error_responses
+from service.api.deps import (
+    NAME_SCHEMA,
+    VERSION_SCHEMA,
+    DocumentedRoute,
+    NameParam,
+    RegistryDep,
+    VersionParam,
+    error_responses,
+)
 from service.api.exchange import Exchange, Reply
 from service.codecs import (
     binary_body_from_parts,
@@ -85,11 +93,11 @@ async def server_metadata() -> MetadataServerResponse:
     "/models/{name}",
     response_model=MetadataModelResponse,
     response_model_exclude_none=True,
-    responses=error_responses(404),
+    responses=error_responses(400, 404),
 )
-async def model_metadata(name: str, registry: RegistryDep) -> MetadataModelResponse:
+async def model_metadata(name: NameParam, registry: RegistryDep) -> MetadataModelResponse:
     """Metadata of the default (highest) version of bundle ``name``."""
-    return _metadata(registry.resolve(name), registry)
+    return _metadata(registry.resolve(checked_name(name, what="model name")), registry)
 
 
 @router.get(
@@ -99,23 +107,26 @@ async def model_metadata(name: str, registry: RegistryDep) -> MetadataModelRespo
     responses=error_responses(400, 404),
 )
 async def model_version_metadata(
-    name: str, version: str, registry: RegistryDep
+    name: NameParam, version: VersionParam, registry: RegistryDep
 ) -> MetadataModelResponse:
     """Metadata of one version of bundle ``name``."""
-    return _metadata(registry.resolve(name, checked_version(version)), registry)
+    model = registry.resolve(checked_name(name, what="model name"), checked_version(version))
+    return _metadata(model, registry)
 
 
-@router.get("/models/{name}/ready", responses=error_responses(404))
-async def model_ready(name: str, registry: RegistryDep) -> dict[str, Any]:
+@router.get("/models/{name}/ready", responses=error_responses(400, 404))
+async def model_ready(name: NameParam, registry: RegistryDep) -> dict[str, Any]:
     """200 when bundle ``name`` is loaded, 404 otherwise."""
-    model = registry.resolve(name)
+    model = registry.resolve(checked_name(name, what="model name"))
     return {"name": model.name, "version": str(model.version), "ready": True}
 
 
 @router.get("/models/{name}/versions/{version}/ready", responses=error_responses(400, 404))
-async def model_version_ready(name: str, version: str, registry: RegistryDep) -> dict[str, Any]:
+async def model_version_ready(
+    name: NameParam, version: VersionParam, registry: RegistryDep
+) -> dict[str, Any]:
     """200 when this version of bundle ``name`` is loaded, 404 otherwise."""
-    model = registry.resolve(name, checked_version(version))
+    model = registry.resolve(checked_name(name, what="model name"), checked_version(version))
     return {"name": model.name, "version": str(model.version), "ready": True}
 
 
@@ -128,13 +139,9 @@ def _document_infer(path: str, name: str, *path_parameters: str) -> None:
         """Score with the default (highest) version of bundle ``name``, or with the version
         the path names. Binary tensors (Triton's extension) or JSON tensors."""
 
+    schemas = {"name": NAME_SCHEMA, "version": VERSION_SCHEMA}
     parameters = [
-        {
-            "name": name,
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 128},
-        }
+        {"name": name, "in": "path", "required": True, "schema": schemas[name]}
         for name in path_parameters
     ]
     parameters.append(
@@ -142,8 +149,9 @@ def _document_infer(path: str, name: str, *path_parameters: str) -> None:
             "name": HEADER_LENGTH,
             "in": "header",
             "required": False,
-            "description": "Bytes of JSON before the binary tensors (binary bodies only).",
-            "schema": {"type": "string"},
+            "description": "Bytes of JSON before the binary tensors (binary bodies only; an "
+            "empty header is no header: uvicorn drops it).",
+            "schema": {"type": "string", "pattern": "^([0-9]{1,18})?$"},
         }
     )
     binary = {"schema": {"type": "string", "format": "binary"}}

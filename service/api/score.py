@@ -52,8 +52,12 @@ _REQUEST_BODY_DOC: dict[str, Any] = {
             "name": "X-Shape",
             "in": "header",
             "required": False,
-            "description": "Shape of a raw float32 body with the batch axis, e.g. `100,19,4`.",
-            "schema": {"type": "string"},
+            "description": "Shape of a raw float32 body with the batch axis, e.g. `100,19,4` "
+            "(an empty header is no header: uvicorn drops it).",
+            "schema": {
+                "type": "string",
+                "pattern": "^( *[0-9]{1,18} *(, *[0-9]{1,18} *){0,7})?$",
+            },
         },
         {
             "name": "model",
@@ -97,6 +101,11 @@ async def score(scorer: Scorer, exchange: Exchange) -> Reply:
             f"unsupported Content-Type {media_type[:60]!r}: send application/json, "
             f"{NPY_MEDIA_TYPE} or {RAW_MEDIA_TYPE} with X-Shape",
             status=415,
+        )
+    if media_type != RAW_MEDIA_TYPE and exchange.header(SHAPE_HEADER) is not None:
+        raise BadInput(
+            f"X-Shape describes raw float32 bodies ({RAW_MEDIA_TYPE}); a {media_type} body "
+            "carries its own shape: drop the header"
         )
     body = await exchange.body(scorer.settings.max_body_bytes)
     if media_type == NPY_MEDIA_TYPE:

@@ -167,6 +167,13 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
         "dimension 0 is 4294967296",
     ),
     (
+        "x-shape on a json body",
+        "/score",
+        {**_score_json(X.tolist()), "headers": {"X-Shape": "2,19,4"}},
+        400,
+        "X-Shape describes raw float32 bodies",
+    ),
+    (
         "x-shape empty",
         SCORE,
         {"content": b"", "headers": {**RAW, "X-Shape": "0,19,4"}},
