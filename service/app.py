@@ -234,10 +234,11 @@ class _RequestMetrics:
                 status = message["status"]
             await send(message)
 
+        as_received = dict(scope)  # routing rewrites root_path and path for mounts
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route") or self._match(scope)
+            route = scope.get("route") or self._match(as_received)
             endpoint = getattr(route, "path", "unmatched")
             self.metrics.record_request(endpoint, status, time.perf_counter() - start)
 
