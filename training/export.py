@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -46,7 +48,6 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from service.bundle import (
-    BUNDLE_FILE,
     INT8_FILE,
     MODEL_FILE,
     REFERENCE_RATE_HZ,
@@ -345,7 +346,8 @@ def export_bundle(
     progress: Callable[[str], None] | None = None,
 ) -> Bundle:
     """Export ``model`` and write a complete bundle into ``out_dir``; returns it as loaded back
-    by the service's own loader.
+    by the service's own loader. The bundle is assembled in a hidden sibling directory and
+    renamed into place once complete (``_staged``).
 
     ``background`` is the held-out calibration sample (apart from training and validation);
     ``signals`` name -> sample for the metrics and the int8 AUC gate. ``ranges`` defaults to
@@ -354,86 +356,96 @@ def export_bundle(
     ``model`` (family and hyperparameters) and ``provenance`` (training samples, config hash,
     seed). ``progress(stage)`` is called as each stage starts.
     """
-    out_dir = Path(out_dir)
     step = progress or (lambda stage: None)
-    if (out_dir / BUNDLE_FILE).exists():
-        raise ExportFailed(f"{out_dir} already holds a bundle: choose a new version or remove it")
-    out_dir.mkdir(parents=True, exist_ok=True)
     signals = dict(signals or {})
-    head = background.head(max(MIN_PARITY_EVENTS, N_QUANTIZER_EVENTS))
-    input_shape = list(head.shape[1:])
-    features = list(background.features) or default_features(kind, input_shape)
-    ranges = default_ranges(kind, features) if ranges is None else ranges
-    if len(ranges) > 1 and len(set(ranges)) == 1:
-        ranges = ranges[:1]  # the contract's short form: one interval for every column
+    with _staged(Path(out_dir)) as work_dir:
+        head = background.head(max(MIN_PARITY_EVENTS, N_QUANTIZER_EVENTS))
+        input_shape = list(head.shape[1:])
+        features = list(background.features) or default_features(kind, input_shape)
+        ranges = default_ranges(kind, features) if ranges is None else ranges
+        if len(ranges) > 1 and len(set(ranges)) == 1:
+            ranges = ranges[:1]  # the contract's short form: one interval for every column
 
-    step("exporting to ONNX")
-    fp32_path = out_dir / MODEL_FILE
-    export_onnx(model, head, fp32_path)
-    step("checking parity with torch")
-    parity = check_parity(model, fp32_path, head)
+        step("exporting to ONNX")
+        fp32_path = work_dir / MODEL_FILE
+        export_onnx(model, head, fp32_path)
+        step("checking parity with torch")
+        parity = check_parity(model, fp32_path, head)
 
-    step("scoring background and signals")
-    paths = {"fp32": fp32_path}
-    int8_paths: dict[Int8Method, Path] = {}
-    if int8:
-        for method in ("static", "dynamic"):
-            int8_paths[method] = out_dir / f".{method}.int8.onnx"
-            quantize(fp32_path, int8_paths[method], method, head[:N_QUANTIZER_EVENTS])
-        paths.update(int8_paths)
-    scores = _score_samples(paths, background, signals, ranges, features)
-    calibrations = calibrate(
-        scores["fp32"].background,
-        target_efficiencies,
-        reference_rate_hz=reference_rate_hz,
-        prescales=prescales,
-    )
+        step("scoring background and signals")
+        paths = {"fp32": fp32_path}
+        int8_paths: dict[Int8Method, Path] = {}
+        if int8:
+            for method in ("static", "dynamic"):
+                int8_paths[method] = work_dir / f".{method}.int8.onnx"
+                quantize(fp32_path, int8_paths[method], method, head[:N_QUANTIZER_EVENTS])
+            paths.update(int8_paths)
+        scores = _score_samples(paths, background, signals, ranges, features)
+        calibrations = calibrate(
+            scores["fp32"].background,
+            target_efficiencies,
+            reference_rate_hz=reference_rate_hz,
+            prescales=prescales,
+        )
 
-    gates: dict[Int8Method, Int8Gate] = {}
-    if int8:
-        step("measuring int8 against fp32")
-        for method in int8_paths:
-            gates[method] = int8_gate(method, scores["fp32"], scores[method], calibrations)
-        medians = time_models(paths, head, budget_s=timing_budget_s)
-        for method, gate in gates.items():
-            gate.timings = [
-                {
-                    "batch_size": batch_size,
-                    "fp32_cpu_s": medians["fp32"][batch_size],
-                    "int8_cpu_s": medians[method][batch_size],
-                    "speedup": medians["fp32"][batch_size] / medians[method][batch_size],
-                }
-                for batch_size in TIMING_BATCH_SIZES
-            ]
-    shipped = _ship_int8(gates, int8_paths, out_dir)
+        gates: dict[Int8Method, Int8Gate] = {}
+        if int8:
+            step("measuring int8 against fp32")
+            gates = _measure_int8(paths, scores, calibrations, head, timing_budget_s)
+        shipped = _ship_int8(gates, int8_paths, work_dir)
 
-    step("writing the bundle")
-    files = [MODEL_FILE] + ([INT8_FILE] if shipped else [])
-    bundle = Bundle(
-        schema_version=1,
-        name=name,
-        version=version,
-        kind=kind,
-        input={
-            "name": "x",
-            "shape": input_shape,
-            "dtype": "float32",
-            "features": features,
-            "ranges": ranges,
-        },
-        output={"name": "score"},
-        files=digest_files(out_dir, files),
-        reference_rate_hz=reference_rate_hz,
-        working_points=[point.bundle_fields() for point in calibrations],
-        metrics=_metrics(scores["fp32"]),
-        recommended=_recommended(shipped, gates),
-        parity=parity._asdict(),
-        int8=_int8_record(int8, gates, shipped),
-        **_description(description, background, signals),
-    )
-    write_bundle(out_dir, bundle)
-    _check_served(out_dir, head[:256], scores["fp32"].background[:256])
-    return load_bundle(out_dir)
+        step("writing the bundle")
+        files = [MODEL_FILE] + ([INT8_FILE] if shipped else [])
+        bundle = Bundle(
+            schema_version=1,
+            name=name,
+            version=version,
+            kind=kind,
+            input={
+                "name": "x",
+                "shape": input_shape,
+                "dtype": "float32",
+                "features": features,
+                "ranges": ranges,
+            },
+            output={"name": "score"},
+            files=digest_files(work_dir, files),
+            reference_rate_hz=reference_rate_hz,
+            working_points=[point.bundle_fields() for point in calibrations],
+            metrics=_metrics(scores["fp32"]),
+            recommended=_recommended(shipped, gates),
+            parity=parity._asdict(),
+            int8=_int8_record(int8, gates, shipped),
+            **_description(description, background, signals),
+        )
+        write_bundle(work_dir, bundle)
+        _check_served(work_dir, head[:256], scores["fp32"].background[:256])
+    return load_bundle(Path(out_dir))
+
+
+def _measure_int8(
+    paths: Mapping[str, Path],
+    scores: Mapping[str, SampleScores],
+    calibrations: list[WorkingPointCalibration],
+    inputs: np.ndarray,
+    budget_s: float,
+) -> dict[Int8Method, Int8Gate]:
+    """The gate of each int8 file in ``paths`` (all but ``fp32``), with its timings."""
+    medians = time_models(paths, inputs, budget_s=budget_s)
+    gates = {}
+    for method in (name for name in paths if name != "fp32"):
+        gate = int8_gate(method, scores["fp32"], scores[method], calibrations)
+        gate.timings = [
+            {
+                "batch_size": batch_size,
+                "fp32_cpu_s": medians["fp32"][batch_size],
+                "int8_cpu_s": medians[method][batch_size],
+                "speedup": medians["fp32"][batch_size] / medians[method][batch_size],
+            }
+            for batch_size in TIMING_BATCH_SIZES
+        ]
+        gates[method] = gate
+    return gates
 
 
 def export_run(
@@ -716,6 +728,23 @@ def _tool_versions() -> dict[str, str]:
     from importlib.metadata import version
 
     return {package: version(package) for package in ("torch", "onnx", "onnxruntime")}
+
+
+@contextmanager
+def _staged(out_dir: Path) -> Iterator[Path]:
+    """A hidden sibling of ``out_dir`` to build the bundle in, renamed to ``out_dir`` when the
+    block succeeds and removed when it fails: a failed export leaves nothing, and a service
+    watching ``models/`` never sees half a bundle."""
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ExportFailed(f"{out_dir} already holds files: choose a new version or remove it")
+    work_dir = out_dir.with_name(f".{out_dir.name}.export")
+    shutil.rmtree(work_dir, ignore_errors=True)  # what an interrupted export left
+    work_dir.mkdir(parents=True)
+    try:
+        yield work_dir
+        os.replace(work_dir, out_dir)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 @contextmanager

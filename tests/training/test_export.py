@@ -142,7 +142,7 @@ def test_export_refuses_an_existing_bundle_and_ranges_the_background_breaks(
     model, _ = make_family("dense")
     features = tuple(load_bundle(exported_bundle).input.features)
     inputs = Inputs(exported_bundle.parents[2] / "background.npy", "jet-features", features)
-    with pytest.raises(ExportFailed, match="already holds a bundle"):
+    with pytest.raises(ExportFailed, match="already holds files"):
         export_bundle(model, exported_bundle, name="n", version=1, kind="jet-features",
                       background=inputs)  # fmt: skip
     with pytest.raises(ExportFailed, match=r"f0 spans .* outside the declared input range"):
@@ -155,6 +155,7 @@ def test_export_refuses_an_existing_bundle_and_ranges_the_background_breaks(
             background=inputs,
             ranges=[(0.0, 1.0)] * 6,
         )
+    assert list((tmp_path / "n").iterdir()) == []  # a failed export leaves nothing
 
 
 def test_service_refuses_a_tampered_export(exported_bundle: Path, tmp_path: Path) -> None:
