@@ -14,6 +14,12 @@ Modules, in the order data flows (a module imports only modules listed before it
 - ``data.generation``: sharded, resumable generation in processes, on Dask, or one slice.
 - ``data.convert``: public files (top-tagging landscape, ADC2021) -> shards.
 - ``data.report``: efficiencies, cross sections and overlaid histograms of shard directories.
+- ``data.inputs``: the input array of each bundle kind from shards, ``.npy`` or public files.
+- ``metrics``: AUC, 1/eps_B at eps_S, TPR at FPR with uncertainties; exact EMD (numpy/scipy).
+- ``calibration``: thresholds at target background efficiencies, Clopper-Pearson intervals,
+  rates in Hz (numpy/scipy).
+- ``export``: torch -> ONNX bundles: parity, int8 and its gate, calibration, provenance.
+- ``bundles``: ``nae bundle verify`` / ``score`` through the service's loader and runtime.
 - ``cli``: the ``nae`` command line; imports everything above lazily.
 
 Nothing heavy is imported here: ``nae serve`` must start without torch, Pythia or FastJet.
