@@ -5,6 +5,9 @@
 # the service and the thin `nae` command line but none of the training stack. Bundles under
 # models/ are baked in as the embedded default; mount another directory over /app/models to serve
 # others. Every service setting is an NAE_* environment variable (service/settings.py).
+# The health check is the service's strict readiness: healthy only while the models directory
+# holds at least one bundle and none was refused (NAE_STRICT_READINESS=false: once it was read).
+# The service writes nothing: run it with a read-only root filesystem (docker-compose.yml does).
 # tests/deploy/test_image_install.py repeats these install steps in a fresh venv, since CI has no
 # Docker engine.
 

@@ -33,8 +33,38 @@ def test_has_the_service_prometheus_and_grafana(services: dict[str, Any]) -> Non
 
 
 @pytest.mark.parametrize(("name", "port"), [("nae", 8000), ("prometheus", 9090), ("grafana", 3000)])
-def test_publishes_its_port(services: dict[str, Any], name: str, port: int) -> None:
-    assert f"{port}:{port}" in services[name]["ports"]
+def test_publishes_its_port_on_loopback_unless_told_otherwise(
+    services: dict[str, Any], name: str, port: int
+) -> None:
+    (published,) = services[name]["ports"]
+    address, host_port, container_port = published.rsplit(":", 2)
+    assert (host_port, container_port) == (str(port), str(port))
+    assert address == "${NAE_BIND_ADDRESS:-127.0.0.1}", "bind to 127.0.0.1 by default"
+
+
+def test_grafanas_admin_password_comes_from_the_environment_without_a_default(
+    services: dict[str, Any],
+) -> None:
+    password = services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert password.startswith("${GRAFANA_ADMIN_PASSWORD:?"), "compose must refuse to start"
+    assert "GF_SECURITY_ADMIN_USER" not in services["grafana"]["environment"]
+
+
+def test_the_service_runs_read_only_as_non_root_without_capabilities(
+    services: dict[str, Any],
+) -> None:
+    nae = services["nae"]
+    assert nae["read_only"] is True
+    user = nae["user"].split(":")[0]
+    assert user.isdigit() and user != "0"
+    assert nae["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in nae["security_opt"]
+    assert nae["tmpfs"] == ["/tmp"]
+
+
+def test_prometheus_does_not_wait_for_the_service_to_be_ready(services: dict[str, Any]) -> None:
+    """Strict readiness makes a service without bundles unhealthy; it must still be scraped."""
+    assert services["prometheus"]["depends_on"]["nae"]["condition"] == "service_started"
 
 
 @pytest.mark.parametrize("name", ["prometheus", "grafana"])
