@@ -54,12 +54,22 @@ from training.data.loaders import load_split
 from training.errors import NaeError
 from training.losses import kl_divergence, logcosh_nae_loss, nae_loss, weight_norm
 from training.metrics import MAX_EMD_POINTS, energy_movers_distance
+from training.models.autoencoder import Autoencoder
 from training.models.families import Model, build_model, fit_preprocessing
 from training.models.pca import PCA
 from training.models.vae import VariationalAutoencoder
-from training.sampling import NegativeSampler
+from training.sampling import NegativeSampler, NegativeSamples
 
-__all__ = ["METRICS_FILE", "RunSummary", "train", "training_steps"]
+__all__ = [
+    "METRICS_FILE",
+    "NaeStep",
+    "RunSummary",
+    "ae_loss",
+    "build_optimizer",
+    "nae_step",
+    "train",
+    "training_steps",
+]
 
 METRICS_FILE = "metrics.jsonl"
 _PREPROCESS_BATCH = 8192
@@ -85,6 +95,37 @@ def training_steps(config: RunConfig) -> int:
         return 1
     nae = config.train.nae_iterations if config.model.family == "nae" else 0
     return config.train.ae_epochs + nae
+
+
+class NaeStep(NamedTuple):
+    """What one NAE iteration measured: the loss, E+ (N,), E- (M,), detached, and the
+    negatives it drew."""
+
+    loss: float
+    e_pos: Tensor
+    e_neg: Tensor
+    negatives: NegativeSamples
+
+
+def nae_step(
+    config: RunConfig,
+    model: Autoencoder,
+    optimizer: torch.optim.Optimizer,
+    sampler: NegativeSampler,
+    u_pos: Tensor,
+    generator: torch.Generator,
+) -> NaeStep:
+    """One NAE iteration: negatives for the positive batch ``u_pos`` (N, *u_shape), the loss
+    of ``config.loss`` (negatives detached) plus the L2 penalty, one optimiser step."""
+    negatives = sampler.sample(model, u_pos, generator=generator)
+    model.train()
+    energies = model.energy(torch.cat([u_pos, negatives.samples]))  # one pass for both
+    e_pos, e_neg = energies[: len(u_pos)], energies[len(u_pos) :]
+    loss = _nae_objective(config, e_pos, e_neg) + config.loss.l2_weight * weight_norm(model)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return NaeStep(loss.item(), e_pos.detach(), e_neg.detach(), negatives)
 
 
 def train(
@@ -135,7 +176,7 @@ def train(
 
     # --- AE pre-training ---------------------------------------------------------------------
     train_config = config.train
-    optimizer = _optimizer(config, model, train_config.ae_lr)
+    optimizer = build_optimizer(config, model, train_config.ae_lr)
     epoch, iteration = 0, 0
     best = {"ae": math.inf, "ae_epoch": -1, "nae": math.inf, "nae_iteration": -1}
     reference: dict[str, float] = {}
@@ -160,7 +201,7 @@ def train(
         order = torch.randperm(len(u_train), generator=generators["data"])
         losses = []
         for index in order.split(train_config.ae_batch_size):
-            loss = _ae_loss(config, model, u_train[index], generators["data"])
+            loss = ae_loss(config, model, u_train[index], generators["data"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -214,7 +255,7 @@ def train(
             model.load_state_dict(load_checkpoint(checkpoint_path(run_dir, AE_BEST))["model"])
         with torch.no_grad():
             reference = {"e_pos": float(model.eval().energy(u_val).mean())}
-    optimizer = _optimizer(config, model, train_config.nae_lr)
+    optimizer = build_optimizer(config, model, train_config.nae_lr)
     sampler = NegativeSampler(config.sampler, model)
     if state is not None and state["stage"] == "nae":
         optimizer.load_state_dict(state["optimizer"])
@@ -226,18 +267,10 @@ def train(
         index = torch.randint(
             len(u_train), (train_config.nae_batch_size,), generator=generators["data"]
         )
-        u_pos = u_train[index]
-        negatives = sampler.sample(model, u_pos, generator=generators["sampler"])
-        model.train()
-        energies = model.energy(torch.cat([u_pos, negatives.samples]))  # one pass for both
-        e_pos, e_neg = energies[: len(u_pos)], energies[len(u_pos) :]
-        loss = _nae_objective(config, e_pos, e_neg) + config.loss.l2_weight * weight_norm(model)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        step = nae_step(config, model, optimizer, sampler, u_train[index], generators["sampler"])
         iteration += 1
-        interval.add(loss.detach(), e_pos.detach(), e_neg.detach(), negatives)
-        _check_divergence(config, iteration, loss.item(), e_pos.detach(), e_neg.detach(), reference)
+        interval.add(step)
+        _check_divergence(config, iteration, step, reference)
         if iteration % train_config.checkpoint_every and iteration < train_config.nae_iterations:
             report(1)
             continue
@@ -332,12 +365,12 @@ def _preprocess(model: Model, x: Tensor) -> Tensor:
         return torch.cat([model.preprocess(part) for part in x.split(_PREPROCESS_BATCH)])
 
 
-def _optimizer(config: RunConfig, model: Model, lr: float) -> torch.optim.Optimizer:
+def build_optimizer(config: RunConfig, model: Model, lr: float) -> torch.optim.Optimizer:
     kind = torch.optim.AdamW if config.train.optimizer == "adamw" else torch.optim.Adam
     return kind(model.parameters(), lr=lr)
 
 
-def _ae_loss(config: RunConfig, model: Model, u: Tensor, generator: torch.Generator) -> Tensor:
+def ae_loss(config: RunConfig, model: Model, u: Tensor, generator: torch.Generator) -> Tensor:
     """Mean reconstruction energy (+ KL for VAEs) + the L2 weight penalty."""
     if isinstance(model, VariationalAutoencoder):
         energy, kl = model.loss_terms(u, generator)
@@ -368,22 +401,18 @@ def _nae_objective(config: RunConfig, e_pos: Tensor, e_neg: Tensor) -> Tensor:
 
 
 def _check_divergence(
-    config: RunConfig,
-    iteration: int,
-    loss: float,
-    e_pos: Tensor,
-    e_neg: Tensor,
-    reference: dict[str, float],
+    config: RunConfig, iteration: int, step: NaeStep, reference: dict[str, float]
 ) -> None:
     """Stop a run that cannot recover, saying which setting to change."""
     sampler, factor = config.sampler.input, config.train.divergence_factor
     where = f"NAE iteration {iteration}"
-    if not math.isfinite(loss):
+    if not math.isfinite(step.loss):
         raise NaeError(
-            f"{where}: the loss is {loss}; lower train.nae_lr (now {config.train.nae_lr:g}) or "
-            f"set sampler.input.grad_clip (now {sampler.grad_clip:g}, 0 = off)"
+            f"{where}: the loss is {step.loss}; lower train.nae_lr (now "
+            f"{config.train.nae_lr:g}) or set sampler.input.grad_clip (now "
+            f"{sampler.grad_clip:g}, 0 = off)"
         )
-    e_plus, e_minus = e_pos.mean().item(), e_neg.mean().item()
+    e_plus, e_minus = step.e_pos.mean().item(), step.e_neg.mean().item()
     if e_plus > factor * reference["e_pos"]:
         raise NaeError(
             f"{where}: E+ = {e_plus:.3g} ran away from {reference['e_pos']:.3g} (the model is "
@@ -407,17 +436,16 @@ class _Interval:
         self.counts: dict[str, int] = {}
         self.cpu = time.process_time()
 
-    def add(self, loss: Tensor, e_pos: Tensor, e_neg: Tensor, negatives: Any) -> None:
+    def add(self, step: NaeStep) -> None:
+        latent = step.negatives.latent_energies
         values = {
-            "loss": loss.item(),
-            "e_pos": float(e_pos.mean()),
-            "e_neg": float(e_neg.mean()),
-            "e_diff": float(e_pos.mean() - e_neg.mean()),
-            "latent_energy": float(negatives.latent_energies.mean())
-            if len(negatives.latent_energies)
-            else math.nan,
-            "latent_acceptance": negatives.latent_acceptance,
-            "input_acceptance": negatives.input_acceptance,
+            "loss": step.loss,
+            "e_pos": step.e_pos.mean().item(),
+            "e_neg": step.e_neg.mean().item(),
+            "e_diff": (step.e_pos.mean() - step.e_neg.mean()).item(),
+            "latent_energy": latent.mean().item() if len(latent) else math.nan,
+            "latent_acceptance": step.negatives.latent_acceptance,
+            "input_acceptance": step.negatives.input_acceptance,
         }
         for key, value in values.items():
             if math.isfinite(value):
