@@ -18,10 +18,12 @@ are compared in pT, mass, soft-drop mass, tau32 and constituent count with two-s
 The recording hook of the off runs clusters the partons once per radius per event, which makes
 the off runs slightly slower than a run without any hook, so the ratio errs low.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/veto.py --process qcd top --rounds 8 \\
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.veto --process qcd top --rounds 8 \\
         --n-off 300 --n-on 250
 
-Writes benchmarks/results/veto.json after every round (a stopped run keeps what it measured).
+Run it as a module from the repository root: as a script, benchmarks/training.py would shadow
+the ``training`` package. Writes benchmarks/results/veto.json after every round (a stopped run keeps what it measured);
+processes not measured by this run keep their earlier entries.
 """
 
 from __future__ import annotations
@@ -72,8 +74,10 @@ class _Recorder(ScaleVeto):
 
 def main() -> None:
     args = _parse_args()
-    results: dict = {"machine": _machine(), "command": vars(args) | {"out": str(args.out)}}
+    # Processes measured by earlier runs stay in the file; each keeps its own command and machine.
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for process in args.process:
+        results[process] = {"machine": _machine(), "command": vars(args) | {"out": str(args.out)}}
         config = JetSampleConfig(process=process)
         rounds = []
         for r in range(args.rounds):
@@ -86,10 +90,9 @@ def main() -> None:
                 f"on {on['jets_per_cpu_s']:.2f}, ratio {ratio:.2f}",
                 flush=True,
             )
-            results[process] = _summary(config, rounds)
+            results[process] |= _summary(config, rounds)
+            results[process]["machine"]["load_avg_after"] = os.getloadavg()
             args.out.write_text(json.dumps(results, indent=2) + "\n")
-    results["machine"]["load_avg_after"] = os.getloadavg()
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
