@@ -66,7 +66,8 @@ class QuantileToNormal(nn.Module):
     The CDF is piecewise linear between ``n_quantiles`` stored quantiles at evenly spaced
     probabilities. A value that many events share (a tie, such as tau32 = 0 for jets with too
     few constituents) maps to the middle of its probability step, as sklearn does. Values
-    outside the fitted range map to +-5.2. Memory: an (N, k, n_quantiles) intermediate.
+    outside the fitted range map to +-5.2 (probabilities clipped to [1e-7, 1 - 1e-7]).
+    Memory: an (N, k, n_quantiles) intermediate.
     """
 
     def __init__(self, n_features: int, n_quantiles: int) -> None:
@@ -91,8 +92,12 @@ class QuantileToNormal(nn.Module):
         # A zero-width segment is a tie: half its step at the tied value, all of it above.
         tie = 0.5 * ((offset > 0).to(x.dtype) + (offset >= 0).to(x.dtype))
         filled = torch.where(width > 0, ramp, tie)
+        # Both tails from their own sums: 1 - p in float32 would lose the upper tail's digits.
         p = self.probabilities[0] + (filled * step).sum(dim=-1)
-        return inverse_normal_cdf(torch.clamp(p, P_MIN, 1.0 - P_MIN))
+        q = (1.0 - self.probabilities[-1]) + ((1.0 - filled) * step).sum(dim=-1)
+        lower = inverse_normal_cdf(torch.clamp(p, P_MIN, 0.5))
+        upper = -inverse_normal_cdf(torch.clamp(q, P_MIN, 0.5))
+        return torch.where(p <= q, lower, upper)
 
 
 class EventScaling(nn.Module):

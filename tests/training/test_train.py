@@ -1,0 +1,163 @@
+"""The training loop on tiny seeded toy shards (synthetic 19 x 3 events, labelled as such):
+resume equals an uninterrupted run, runs are deterministic, selection and divergence stops."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from training.checkpoint import checkpoint_path, load_checkpoint
+from training.config import (
+    DataConfig,
+    LangevinConfig,
+    ModelConfig,
+    RunConfig,
+    SamplerConfig,
+    TrainConfig,
+    with_overrides,
+)
+from training.data.shards import Shard, write_shard
+from training.errors import NaeError
+from training.train import METRICS_FILE, train, training_steps
+
+torch.set_num_threads(1)  # as training runs (TrainConfig.threads)
+
+
+@pytest.fixture(scope="module")
+def toy_events(tmp_path_factory) -> str:
+    """300 seeded synthetic events (1-8 filled slots, exponential pT, normal angles): a toy
+    background for exercising the loop, not physics."""
+    rng = np.random.default_rng(5)
+    particles = np.zeros((300, 19, 4), np.float32)
+    filled = np.arange(19) < rng.integers(1, 9, size=(300, 1))
+    particles[..., 0] = filled * rng.exponential(30.0, size=(300, 19))
+    particles[..., 1:3] = filled[..., None] * rng.normal(size=(300, 19, 2))
+    directory = tmp_path_factory.mktemp("toy_events")
+    write_shard(
+        directory / "toy_seed5_00000.h5",
+        Shard({"particles": particles, "label": np.zeros(300, np.int8)}),
+    )
+    return str(directory)
+
+
+def _config(directory: str, **train) -> RunConfig:
+    chain = LangevinConfig(steps=3, step_size=0.05, noise_std=0.1, metropolis=True)
+    return RunConfig(
+        name="toy-events-nae",
+        data=DataConfig(input="events", train=(directory,)),
+        model=ModelConfig(
+            family="nae",
+            hidden=(16,),
+            latent_dim=3,
+            spherical=True,
+            spectral_norm=True,
+            preprocessing="event_scaling",
+        ),
+        sampler=SamplerConfig(
+            mode="on_manifold", n_negatives=16, latent=chain, input=chain, box=(-3.0, 3.0)
+        ),
+        train=TrainConfig(
+            **{
+                "ae_epochs": 3,
+                "ae_batch_size": 64,
+                "nae_iterations": 10,
+                "nae_batch_size": 16,
+                "checkpoint_every": 4,
+                "emd_points": 32,
+                "nae_lr": 1e-3,
+                **train,
+            }
+        ),
+    )
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(units: int):
+    done = [0]
+
+    def progress(k: int) -> None:
+        done[0] += k
+        if done[0] == units:
+            raise _Stop
+
+    return progress
+
+
+def _parameters(run_dir) -> dict[str, torch.Tensor]:
+    return load_checkpoint(checkpoint_path(run_dir, "last"))["model"]
+
+
+def _metrics(run_dir) -> list[dict]:
+    lines = (run_dir / METRICS_FILE).read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "cpu_seconds"} for line in lines]
+
+
+def test_resume_continues_bit_identically(toy_events, tmp_path):
+    config = _config(toy_events)
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    train(config, straight)
+    # stop after AE epoch 2, then mid-interval in the NAE phase (iteration 6 of 10)
+    for units, resume in ((2, False), (3 + 6, True)):
+        with pytest.raises(_Stop):
+            train(config, stopped, progress=_stop_after(units), resume=resume)
+    summary = train(config, stopped, resume=True)
+    a, b = _parameters(straight), _parameters(stopped)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _metrics(straight) == _metrics(stopped)
+    assert summary.selection == "emd" and summary.selected_step in (4, 8, 10)
+    with pytest.raises(NaeError, match="complete"):
+        train(config, stopped, resume=True)
+
+
+def test_a_seed_gives_the_same_run_and_another_seed_another(toy_events, tmp_path):
+    config = _config(toy_events, nae_iterations=4)
+    for name in ("a", "b"):
+        train(config, tmp_path / name)
+    train(with_overrides(config, ["train.seed=2"]), tmp_path / "c")
+    a, b, c = (_parameters(tmp_path / name) for name in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_ae_selects_the_lowest_validation_loss_and_writes_every_epoch(toy_events, tmp_path):
+    config = with_overrides(_config(toy_events), ["model.family=ae", "train.ae_epochs=4"])
+    summary = train(config, tmp_path / "ae")
+    losses = {row["step"]: row["validation_loss"] for row in _metrics(tmp_path / "ae")}
+    assert summary.selection == "validation_loss"
+    assert summary.selected_step == min(losses, key=losses.get)
+    best = load_checkpoint(summary.selected)
+    assert best["step"] == summary.selected_step and best["stage"] == "ae"
+    assert sorted(p.name for p in (tmp_path / "ae" / "checkpoints").glob("epoch-*.pt")) == [
+        f"epoch-{i:04d}.pt" for i in range(1, 5)
+    ]
+    assert training_steps(config) == 4
+
+
+def test_pca_fits_once(toy_events, tmp_path):
+    config = with_overrides(_config(toy_events), ["model.family=pca", "model.spherical=false"])
+    summary = train(config, tmp_path / "pca")
+    assert summary.selection == "fit" and load_checkpoint(summary.selected)["stage"] == "pca"
+
+
+def test_a_diverging_nae_stops_naming_the_setting(toy_events, tmp_path):
+    config = with_overrides(
+        _config(toy_events),
+        ["train.nae_lr=10.0", "train.divergence_factor=2", "loss.gamma=0"],
+    )
+    with pytest.raises(NaeError, match=r"NAE iteration \d+: .*(train\.nae_lr|step_size)"):
+        train(config, tmp_path / "diverging")
+
+
+def test_a_run_directory_is_not_overwritten(toy_events, tmp_path):
+    config = _config(toy_events, nae_iterations=4)
+    train(config, tmp_path / "run")
+    with pytest.raises(NaeError, match="--resume"):
+        train(config, tmp_path / "run")
+    with pytest.raises(NaeError, match="another config"):
+        train(with_overrides(config, ["train.seed=3"]), tmp_path / "run", resume=True)
