@@ -275,7 +275,7 @@ class DataConfig(_Frozen):
     line (the layout of docs/data.md, "Training samples").
     """
 
-    input: InputKind
+    input: InputKind = Field(description="images | features | events")
     train: tuple[str, ...] = Field(min_length=1, description="shard directories to train on")
     features: tuple[str, ...] = Field(
         JET_FEATURES, min_length=1, description="input = features: dataset names, in order"
@@ -300,7 +300,7 @@ class ModelConfig(_Frozen):
     Defaults are the CMS semi-visible-jet NAE's dense 8-10-10-6-10-10-8 network (issue 8, item 1).
     """
 
-    family: ModelFamily
+    family: ModelFamily = Field(description="ae | nae | vae | pca")
     architecture: Architecture = Field("dense", description="dense | conv | conv20")
     hidden: tuple[int, ...] = Field(
         (10, 10), description="dense encoder widths; decoder mirrors them (CMS study: 10, 10)"
@@ -360,8 +360,10 @@ class SamplerConfig(_Frozen):
     """
 
     mode: SamplingMode = Field("on_manifold", description="on_manifold | pcd | cd")
-    latent: LangevinConfig = Field(default_factory=LangevinConfig)
-    input: LangevinConfig = Field(default_factory=LangevinConfig)
+    latent: LangevinConfig = Field(
+        default_factory=LangevinConfig, description="the latent chain (on_manifold only)"
+    )
+    input: LangevinConfig = Field(default_factory=LangevinConfig, description="the input chain")
     n_negatives: int = Field(
         128, ge=1, description="negative samples per iteration (measured here, docs/results.md)"
     )
@@ -428,11 +430,11 @@ class RunConfig(_Frozen):
     """One training run: everything ``train`` needs, saved with every checkpoint."""
 
     name: str = Field(min_length=1, description="recipe name, e.g. jets-qcd-image-nae")
-    data: DataConfig
-    model: ModelConfig
-    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    data: DataConfig = Field(description="what to train on")
+    model: ModelConfig = Field(description="the network and its preprocessing")
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="NAE negatives")
+    loss: LossConfig = Field(default_factory=LossConfig, description="loss weights")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation")
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
