@@ -253,8 +253,7 @@ def train(
     if state is None or state["stage"] == "ae":  # the NAE starts from the selected AE
         if best["ae_epoch"] >= 0:
             model.load_state_dict(load_checkpoint(checkpoint_path(run_dir, AE_BEST))["model"])
-        with torch.no_grad():
-            reference = {"e_pos": float(model.eval().energy(u_val).mean())}
+        reference = {"e_pos": _validation_loss(config, model, u_val)}  # E+ at NAE start
     optimizer = build_optimizer(config, model, train_config.nae_lr)
     sampler = NegativeSampler(config.sampler, model)
     if state is not None and state["stage"] == "nae":
