@@ -15,9 +15,19 @@ Modules, in the order data flows (a module imports only modules listed before it
 - ``data.convert``: public files (top-tagging landscape, ADC2021) -> shards.
 - ``data.report``: efficiencies, cross sections and overlaid histograms of shard directories.
 - ``data.inputs``: the input array of each bundle kind from shards, ``.npy`` or public files.
+- ``data.loaders``: shards -> torch tensors with a seeded train/validation split.
+- ``losses``: reconstruction energies, the NAE losses (torch only, so models may use them).
+- ``models.preprocessing``: in-graph standardise, quantile-to-normal, event scaling, pT^n.
+- ``models.dense``, ``models.conv``: encoders and decoders (arXiv:2206.14225's CNN).
+- ``models.autoencoder``, ``models.vae``, ``models.pca``: the AE/NAE, VAE and PCA families.
+- ``models.families``: ``build_model(RunConfig)``, the one map from config to network.
+- ``sampling``: Langevin chains, Metropolis-Hastings, replay buffer, on-manifold/PCD/CD.
 - ``metrics``: AUC, 1/eps_B at eps_S, TPR at FPR with uncertainties; exact EMD (numpy/scipy).
+- ``checkpoint``: self-describing checkpoints with RNG states; save, load, resume.
+- ``train``: ``train(config, run_dir)``: AE pre-training, NAE phase, EMD/validation selection.
 - ``calibration``: thresholds at target background efficiencies, Clopper-Pearson intervals,
   rates in Hz (numpy/scipy).
+- ``evaluate``: a run's checkpoints on background and signals -> metrics JSON; ``plots``: PNGs.
 - ``export``: torch -> ONNX bundles: parity, int8 and its gate, calibration, provenance.
 - ``bundles``: ``nae bundle verify`` / ``score`` through the service's loader and runtime.
 - ``cli``: the ``nae`` command line; imports everything above lazily.
