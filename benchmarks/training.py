@@ -141,9 +141,13 @@ def _nae_iteration(config: RunConfig, model: torch.nn.Module, u: torch.Tensor, n
         nae_step(config, model, optimizer, sampler, positives, generator)
         if i:  # the first fills the buffer and warms up allocators
             times.append(time.process_time() - start)
+    sampler_config = config.sampler
+    on_manifold = sampler_config.mode == "on_manifold"
     return {
-        "n_negatives": config.sampler.n_negatives,
-        "steps": [config.sampler.latent.steps, config.sampler.input.steps],
+        "sampling": sampler_config.mode,
+        "n_negatives": sampler_config.n_negatives,
+        "latent_steps": sampler_config.latent.steps if on_manifold else 0,
+        "input_steps": sampler_config.input.steps,
         "nae_iteration_s": statistics.median(times),
     }
 
