@@ -64,18 +64,25 @@ def _figure(n_panels: int = 1, *, width: float = 5.0, height: float = 4.0) -> tu
 
 
 def _plot_roc(report: dict[str, Any], scores: dict[str, np.ndarray], path: Path) -> Path:
+    """One curve per signal and score (a VAE has three: solid, dashed, dotted)."""
     fig, (ax,) = _figure()
-    score = report["default_score"]
-    background = scores[f"background/{score}"]
-    for name, info in report["signals"].items():
-        curve = roc_curve(background, scores[f"signal/{name}/{score}"])
-        keep = curve.background_efficiency > 0
-        auc = info["scores"][score]["auc"]["value"]
-        ax.plot(
-            curve.signal_efficiency[keep],
-            1.0 / curve.background_efficiency[keep],
-            label=f"{name} (AUC {auc:.3f})",
-        )
+    default = report["default_score"]
+    others = {s for info in report["signals"].values() for s in info["scores"]} - {default}
+    names = [default, *sorted(others)]
+    styles = dict(zip(names, ("-", "--", ":", "-."), strict=False))
+    for i, (name, info) in enumerate(report["signals"].items()):
+        for score in names:
+            curve = roc_curve(scores[f"background/{score}"], scores[f"signal/{name}/{score}"])
+            keep = curve.background_efficiency > 0
+            auc = info["scores"][score]["auc"]["value"]
+            label = f"{name} (AUC {auc:.3f})" if len(names) == 1 else f"{name}, {score} ({auc:.3f})"
+            ax.plot(
+                curve.signal_efficiency[keep],
+                1.0 / curve.background_efficiency[keep],
+                ls=styles[score],
+                color=f"C{i}",
+                label=label,
+            )
     grid = np.linspace(0.01, 1.0, 100)
     ax.plot(grid, 1.0 / grid, "k--", lw=0.8, label="random")
     ax.set(
@@ -83,9 +90,9 @@ def _plot_roc(report: dict[str, Any], scores: dict[str, np.ndarray], path: Path)
         ylabel=r"background rejection $1/\epsilon_B$",
         yscale="log",
         xlim=(0, 1),
-        title=f"{report['checkpoint']} ({score})",
+        title=str(report["checkpoint"]),
     )
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.savefig(path, dpi=_DPI)
     return path
 
