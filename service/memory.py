@@ -18,7 +18,8 @@ size (a burst of large JSON requests stays resident), so two more pieces bound i
   is read, so many clients holding large bodies cannot grow the heap without bound.
 - After a burst, once no body has been in flight for ``IDLE_SECONDS``, the freed heap goes
   back to the kernel (``release_freed_memory``, glibc's ``malloc_trim``). Under steady load
-  the service is never idle that long, so the retention above keeps working.
+  the service is never idle that long, so the retention above keeps working. Every reload
+  trims too (``Scorer.load_bundles``): the sessions it replaces are freed under load.
 """
 
 from __future__ import annotations

@@ -50,3 +50,17 @@ def test_small_batches_and_lone_requests_run_on_the_loop_large_concurrent_ones_i
     metrics = generate_latest(scorer.metrics.registry).decode()
     labels = {"model": "events-test-ae", "version": "1"}
     assert metric_value(metrics, "nae_events_scored_total", **labels) == 45
+
+
+def test_every_load_gives_freed_memory_back(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sessions a reload replaces are freed under load; their pages must not stay."""
+    from service import scoring
+
+    trims: list[bool] = []
+    monkeypatch.setattr(scoring, "release_freed_memory", lambda: trims.append(True) or True)
+    scorer = create_app(Settings(models_dir=models_dir)).scorer
+    scorer.load_bundles()
+    scorer.load_bundles()
+    assert trims == [True, True]
