@@ -22,8 +22,8 @@ the off runs slightly slower than a run without any hook, so the ratio errs low.
         --n-off 300 --n-on 250
 
 Run it as a module from the repository root: as a script, benchmarks/training.py would shadow
-the ``training`` package. Writes benchmarks/results/veto.json after every round (a stopped run keeps what it measured);
-processes not measured by this run keep their earlier entries.
+the ``training`` package. Writes benchmarks/results/veto.json after every round (a stopped run
+keeps what it measured); processes not measured by this run keep their earlier entries.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Modules (a module imports only modules listed before it; calls flow from HTTP down to the runtime):
 
 - ``settings``: ``Settings`` from ``NAE_*`` environment variables.
-- ``bundle``: the bundle schema (DESIGN.md contract 2) and ``load_bundle`` with hash checks.
+- ``bundle``: the bundle schema (contract 2 of docs/contracts.md) and ``load_bundle`` with hash
+  checks.
 - ``errors``: ``ServiceError`` and its 4xx subclasses.
 - ``runtime``: ``OnnxModel``, one ONNX Runtime session.
 - ``registry``: ``ModelRegistry``, all bundles and versions, swapped atomically on reload.

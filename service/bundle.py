@@ -1,4 +1,4 @@
-"""The bundle schema (DESIGN.md contract 2), its loader with hash checks and its writer.
+"""The bundle schema (docs/contracts.md, contract 2), its loader with hash checks and its writer.
 
 A bundle is a directory ``models/<name>/<version>/`` holding ``bundle.json`` and the ONNX files it
 lists with their sha256. The service reads bundles through ``load_bundle``; the training side

@@ -1,4 +1,4 @@
-"""Every Prometheus metric of DESIGN.md contract 4, owned by one ``Metrics`` object per app.
+"""Every Prometheus metric of contract 4 (docs/contracts.md), owned by one ``Metrics`` per app.
 
 Per-event bookkeeping is vectorised: a request of 10,000 events costs a few whole-array numpy
 calls for the ``nae_score`` histogram and one counter increment per working point, never a Python

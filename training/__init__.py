@@ -9,7 +9,7 @@ Modules, in the order data flows (a module imports only modules listed before it
 - ``data.images``: 40x40 jet images from constituents (numpy only).
 - ``data.jets``: FastJet clustering, constituents, substructure features; stores images.
 - ``data.events``: the 19x3 (+ class id) trigger format of ADC2021 from particles.
-- ``data.shards``: the only reader/writer of the HDF5 shard layout (DESIGN.md contract 1b),
+- ``data.shards``: the only reader/writer of the HDF5 shard layout (docs/contracts.md, contract 1b),
   and a sample's content hash.
 - ``data.generation``: sharded, resumable generation in processes, on Dask, or one slice.
 - ``data.convert``: public files (top-tagging landscape, ADC2021) -> shards.

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-# The jet shard layout (DESIGN.md contract 1b; training/data/shards.py checks every write).
+# The jet shard layout (docs/contracts.md, contract 1b; training/data/shards.py checks every write).
 SHARD_IMAGE_PIXELS = 40
 SHARD_CONSTITUENTS = 200
 

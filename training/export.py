@@ -1,4 +1,5 @@
-"""torch -> ONNX bundles (DESIGN.md contract 2): export, parity, int8 and its gate, calibration.
+"""torch -> ONNX bundles (docs/contracts.md, contract 2): export, parity, int8 and its gate,
+calibration.
 
 A model here is a torch ``nn.Module`` whose ``forward(x)`` takes raw physics inputs float32
 ``(N, *input_shape)``, holds all preprocessing as buffers, and returns float32 ``(N,)`` anomaly

@@ -1,4 +1,4 @@
-"""``POST /score``: the product's endpoint (DESIGN.md contract 3).
+"""``POST /score``: the product's endpoint (docs/contracts.md, contract 3).
 
 Bodies: JSON ``{"model": NAME, "inputs": [...]}``, ``application/x-npy``, or raw little-endian
 float32 (``application/octet-stream``) with ``X-Shape: N,d1,...``; binary bodies name the bundle

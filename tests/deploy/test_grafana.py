@@ -1,5 +1,5 @@
-"""The provisioned Grafana dashboard queries only metrics the service exports (DESIGN.md contract
-4) or the recording rules define, through the provisioned datasource."""
+"""The provisioned Grafana dashboard queries only metrics the service exports (contract 4 of
+docs/contracts.md) or the recording rules define, through the provisioned datasource."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Public data files to the project's shards (DESIGN.md contract 1b).
+"""Public data files to the project's shards (docs/contracts.md, contract 1b).
 
 - Top-tagging landscape (arXiv:1902.09914; Zenodo 2603256): a pandas HDFStore with key
   ``table`` (fixed format in the published files; table format also works), columns

@@ -1,6 +1,6 @@
 """The input array a bundle of each kind scores, read from a data file, chunk by chunk.
 
-Each bundle kind (DESIGN.md contract 2) takes one array of the shard layout (contract 1b):
+Each bundle kind (docs/contracts.md, contract 2) takes one array of the shard layout (contract 1b):
 
 - ``jet-image``: ``images`` (N, 40, 40), unit-sum pixel intensities;
 - ``jet-features``: ``features/<name>`` (N,) each, stacked in the bundle's order into (N, k);

@@ -2,7 +2,7 @@
 
 ``generate_jets`` runs Pythia, the detector model and anti-kT clustering, keeps the leading jet
 of each event in the top-tagging landscape selection (arXiv:1902.09914) and returns a ``Shard``
-in the layout of DESIGN.md contract 1b.
+in the layout of docs/contracts.md, contract 1b.
 
 Everything stored per jet is a function of its stored constituents only
 (``jets_from_constituents``, ``features_from_constituents``, ``images_from_constituents``): the

@@ -1,4 +1,4 @@
-"""The only reader and writer of the HDF5 shard layout (DESIGN.md contract 1b).
+"""The only reader and writer of the HDF5 shard layout (docs/contracts.md, contract 1b).
 
 A shard is one HDF5 file holding N jets or N events:
 

@@ -1,6 +1,6 @@
 """In-graph preprocessing: ``nn.Module``s fitted from arrays, holding what they learned as
-buffers, so a model exported to ONNX carries its own preprocessing (DESIGN.md contract 2: the
-bundle takes raw physics quantities).
+buffers, so a model exported to ONNX carries its own preprocessing (docs/contracts.md, contract
+2: the bundle takes raw physics quantities).
 
 - ``Standardise``: (x - mean) / std per feature.
 - ``QuantileToNormal``: each feature through its empirical CDF (piecewise-linear between stored
