@@ -22,9 +22,11 @@ Method, and why:
 - **Two bundles.** The benchmark's dense autoencoder (``benchmarks/service.py``) as it is, and
   the same graph with ``input.ranges`` on every column (the "before" service ignores the field),
   so the range check's cost shows separately from the rest.
-- **Profile.** ``py-spy`` samples the "after" server (every thread, 200 Hz) while wrk sends
-  10,000-event ``.npy`` requests to the ranged bundle; each sample is put in one category by
-  the innermost service or library frame it recognises.
+- **Profile.** ``py-spy --native`` samples the "after" server (every thread, 100 Hz) while
+  wrk sends 10,000-event ``.npy`` requests to the ranged bundle. Samples of a thread that waits
+  (the event loop in ``epoll_pwait``, the inference thread waiting for work) are dropped; each
+  other sample goes to one category: socket reads and writes by the native call it is in,
+  the rest by the innermost service or library frame it recognises.
 
 Writes benchmarks/results/cost.json and prints the tables.
 """
@@ -165,10 +167,10 @@ def profile(models_dir: Path, py_spy: str, seconds: int) -> dict[str, dict[str, 
     with running_server(models_dir) as server, tempfile.TemporaryDirectory() as scratch:
         server.post(request)
         out = Path(scratch) / "profile.txt"
-        command = [py_spy, "record", "--pid", str(server.process.pid), "--rate", "200"]
+        command = [py_spy, "record", "--pid", str(server.process.pid), "--rate", "100"]
         command += ["--duration", str(seconds + 2), "--format", "raw", "--output", str(out)]
         sampler = subprocess.Popen(
-            [*command, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+            [*command, "--native"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
         )
         measure_wrk(server, request, 10_000, CLIENTS, seconds)
         sampler.wait(timeout=seconds + 60)
@@ -178,9 +180,11 @@ def profile(models_dir: Path, py_spy: str, seconds: int) -> dict[str, dict[str, 
             stack, _, count = line.rpartition(" ")
             frames = stack.split(";")
             category = _category(frames)
+            if category is None:
+                continue
             counts[category] += int(count)
             if category == REST:
-                rest[frames[-1]] += int(count)
+                rest[_where(frames)] += int(count)
     total = sum(counts.values())
     shares = {category: count / total for category, count in counts.most_common()}
     return {
@@ -189,8 +193,26 @@ def profile(models_dir: Path, py_spy: str, seconds: int) -> dict[str, dict[str, 
     }
 
 
-def _category(frames: list[str]) -> str:
-    for frame in reversed(frames):
+def _where(frames: list[str]) -> str:
+    """The innermost Python frame and the native leaf of a sample."""
+    python = [frame for frame in frames if ".py:" in frame]
+    return f"{python[-1] if python else '-'} <- {frames[-1].split(' (')[0]}"
+
+
+_WAITS = ("Condition.wait (threading.py", "_worker (concurrent/futures/thread.py:81)")
+
+
+def _category(frames: list[str]) -> str | None:
+    """The category of one sample (innermost frame last), or None for a waiting thread."""
+    python = [frame for frame in frames if ".py:" in frame]
+    leaf, innermost = frames[-1], python[-1] if python else ""
+    if leaf.startswith("epoll_pwait") or innermost.startswith(_WAITS):
+        return None
+    if leaf.startswith(("read ", "recv")):
+        return "read body"
+    if leaf.startswith(("writev ", "write ", "send")):
+        return "write answer"
+    for frame in reversed(python):
         for category, markers in CATEGORIES:
             if any(marker in frame for marker in markers):
                 return category
@@ -216,6 +238,9 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=FORMATS)
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=BATCH_SIZES)
     parser.add_argument("--profile-seconds", type=int, default=15)
+    parser.add_argument(
+        "--parts", nargs="+", choices=("rounds", "profile"), default=["rounds", "profile"]
+    )
     parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="py-spy binary")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -225,8 +250,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         models_dir = Path(scratch) / "models"
         write_ranged_bundle(models_dir, write_benchmark_bundle(models_dir))
-        results["rows"] = paired_rounds(models_dir, args.before.resolve(), args)
-        if args.py_spy:
+        if "rounds" in args.parts:
+            results["rows"] = paired_rounds(models_dir, args.before.resolve(), args)
+        if args.py_spy and "profile" in args.parts:
             results["profile"] = profile(models_dir, args.py_spy, args.profile_seconds)
             for category, share in results["profile"]["categories"].items():
                 print(f"{share:6.1%}  {category}")
