@@ -86,15 +86,21 @@ class QuantileToNormal(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (N, k) -> (N, k)
         low = self.quantiles[:, :-1]  # (k, K-1) segment edges
         width = self.quantiles[:, 1:] - low
-        step = self.probabilities[1:] - self.probabilities[:-1]  # (K-1,)
         offset = x.unsqueeze(-1) - low  # (N, k, K-1)
         ramp = torch.clamp(offset / torch.clamp(width, min=1e-30), 0.0, 1.0)
         # A zero-width segment is a tie: half its step at the tied value, all of it above.
         tie = 0.5 * ((offset > 0).to(x.dtype) + (offset >= 0).to(x.dtype))
         filled = torch.where(width > 0, ramp, tie)
-        # Both tails from their own sums: 1 - p in float32 would lose the upper tail's digits.
-        p = self.probabilities[0] + (filled * step).sum(dim=-1)
-        q = (1.0 - self.probabilities[-1]) + ((1.0 - filled) * step).sum(dim=-1)
+        # The levels are evenly spaced, so p is a count of filled segments times one step.
+        # Whole segments (0 or 1) and the fractions are summed apart: sums of integers and
+        # halves are exact in float32, so torch and ONNX Runtime, which add in different
+        # orders, agree to the last digits. Both tails come from their own sums: 1 - p in
+        # float32 would lose the upper tail's digits.
+        step = self.probabilities[1] - self.probabilities[0]
+        whole = torch.floor(filled)
+        fraction = (filled - whole).sum(dim=-1)
+        p = self.probabilities[0] + (whole.sum(dim=-1) + fraction) * step
+        q = (1.0 - self.probabilities[-1]) + ((1.0 - whole).sum(dim=-1) - fraction) * step
         lower = inverse_normal_cdf(torch.clamp(p, P_MIN, 0.5))
         upper = -inverse_normal_cdf(torch.clamp(q, P_MIN, 0.5))
         return torch.where(p <= q, lower, upper)
