@@ -9,8 +9,10 @@ Prometheus).
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -243,3 +245,22 @@ def _metric_value(metrics_text: str, name: str, **labels: str) -> float:
 def metric_value() -> Callable[..., float]:
     """``metric_value(metrics_text, name, **labels)``: one sample's value (0 when absent)."""
     return _metric_value
+
+
+@pytest.fixture(scope="session")
+def nae() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``nae(*args)``: the installed ``nae`` command on one thread, output captured, never
+    raising on a failing exit code (tests check ``returncode`` and ``stderr`` themselves)."""
+    command = Path(sys.executable).with_name("nae")
+
+    def run(*args: str | Path | int | float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(command), *map(str, args)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            timeout=300,
+            check=False,
+        )
+
+    return run

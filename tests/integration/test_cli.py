@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -15,19 +13,6 @@ import pytest
 
 from training.data.shards import hash_sample, iter_chunks, read_shard
 
-NAE = Path(sys.executable).with_name("nae")
-
-
-def nae(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(NAE), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        timeout=300,
-        check=False,
-    )
-
 
 def _ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, result.stderr
@@ -35,7 +20,7 @@ def _ok(result: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def z_dir(tmp_path_factory) -> Path:
+def z_dir(tmp_path_factory, nae) -> Path:
     out = tmp_path_factory.mktemp("z")
     _ok(nae("data", "events", "--process", "z", "--n", 3, "--shard-size", 2, "--out", out))
     return out
@@ -51,13 +36,13 @@ def z_dir(tmp_path_factory) -> Path:
         ("hash", ["DIR", "sha256"]),
     ],
 )
-def test_every_data_verb_explains_itself(verb, words):
+def test_every_data_verb_explains_itself(verb, words, nae):
     text = _ok(nae("data", verb, "--help"))
     assert all(word in text for word in words)
 
 
 @pytest.mark.pythia
-def test_events_report_and_adc2021_conversion(z_dir, tmp_path):
+def test_events_report_and_adc2021_conversion(z_dir, tmp_path, nae):
     assert sorted(p.name for p in z_dir.glob("*.h5")) == ["z_seed1_00000.h5", "z_seed1_00001.h5"]
     particles = np.concatenate([c.arrays["particles"] for c in iter_chunks(z_dir, chunk_size=9)])
 
@@ -78,7 +63,7 @@ def test_events_report_and_adc2021_conversion(z_dir, tmp_path):
 
 
 @pytest.mark.pythia
-def test_jets_with_a_detector_override_and_landscape_conversion(tmp_path):
+def test_jets_with_a_detector_override_and_landscape_conversion(tmp_path, nae):
     jets = ["data", "jets", "--process", "qcd", "--n", 2, "--out", tmp_path / "qcd"]
     _ok(nae(*jets, "--set", "detector.hcal_cell_eta=0.1", "--pt-power", 0.5))
     shard = read_shard(tmp_path / "qcd" / "qcd_seed1_00000.h5")
@@ -124,7 +109,7 @@ def _text_file(tmp_path: Path) -> Path:
         ),
     ],
 )
-def test_bad_input_gives_one_error_line_and_a_failing_exit_code(tmp_path, args, message):
+def test_bad_input_gives_one_error_line_and_a_failing_exit_code(tmp_path, args, message, nae):
     result = nae(*args(tmp_path))
 
     assert result.returncode != 0

@@ -4,14 +4,11 @@ samples: the SM mix as background, Z' -> mu mu as the signal (the event NAE of i
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-NAE = Path(sys.executable).with_name("nae")
 TINY = [
     "train.ae_epochs=3",
     "train.ae_batch_size=64",
@@ -23,24 +20,13 @@ TINY = [
 ]
 
 
-def nae(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(NAE), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        timeout=300,
-        check=False,
-    )
-
-
 def _ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 @pytest.fixture(scope="module")
-def samples(tmp_path_factory) -> dict[str, Path]:
+def samples(tmp_path_factory, nae) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("samples")
     specs = {
         "train": ("sm", 200, 103),
@@ -69,7 +55,7 @@ def samples(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.pythia
 @pytest.mark.slow
-def test_train_then_evaluate_an_event_nae(samples, tmp_path):
+def test_train_then_evaluate_an_event_nae(samples, tmp_path, nae):
     run = tmp_path / "run"
     sets = [f"--set=data.train=['{samples['train']}']", *(f"--set={s}" for s in TINY)]
     out = _ok(nae("train", "events-sm-nae", *sets, "--run-dir", run))
@@ -105,7 +91,7 @@ def test_train_then_evaluate_an_event_nae(samples, tmp_path):
     assert table["best_auc"]["zprime_mumu"]["selected_minus_best"] <= 0
 
 
-def test_bad_input_is_one_line():
+def test_bad_input_is_one_line(nae):
     result = nae("train", "no-such-recipe")
     assert result.returncode == 1
     assert result.stderr.startswith("error: config 'no-such-recipe'")

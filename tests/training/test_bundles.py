@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,19 +17,6 @@ from service.settings import Settings
 from training.bundles import score_bundle, verify_bundle
 from training.data.shards import Shard, write_shard
 from training.errors import BadBundle, BadSample
-
-NAE = Path(sys.executable).with_name("nae")
-
-
-def nae(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(NAE), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -113,7 +97,7 @@ def test_bundle_score_refuses_what_the_service_refuses(
         score_bundle(exported_bundle, _npy(tmp_path, x[:, :5]))
 
 
-def test_verify_and_score_on_the_command_line(exported_bundle: Path, tmp_path: Path) -> None:
+def test_verify_and_score_on_the_command_line(exported_bundle: Path, tmp_path: Path, nae) -> None:
     verified = nae("bundle", "verify", exported_bundle)
     assert verified.returncode == 0 and verified.stdout.startswith("ok: test-features-ae v1")
     x = np.load(exported_bundle.parents[2] / "signal.npy")[:1000]
@@ -124,7 +108,7 @@ def test_verify_and_score_on_the_command_line(exported_bundle: Path, tmp_path: P
 
 
 def test_a_changed_byte_is_refused_by_verify_and_by_the_service(
-    models_dir: Path, tmp_path: Path
+    models_dir: Path, tmp_path: Path, nae
 ) -> None:
     directory = models_dir / "test-features-ae" / "1"
     model = bytearray((directory / MODEL_FILE).read_bytes())
