@@ -56,6 +56,7 @@ samples: install-dev
 	$(NAE_DATA) jets --process top --n 100000 --seed 102 --shard-size 5000 --workers $(SAMPLE_WORKERS) --out data/train/top
 	$(NAE_DATA) events --process h_tautau --n 10000 --seed 207 --shard-size 1250 --workers $(SAMPLE_WORKERS) --out data/test/h_tautau
 	$(NAE_DATA) events --process hplus_taunu --n 10000 --seed 208 --shard-size 625 --workers $(SAMPLE_WORKERS) --out data/test/hplus_taunu
+	for dir in data/train/* data/test/*; do $(NAE_DATA) hash $$dir; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
