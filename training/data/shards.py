@@ -13,8 +13,8 @@ which roughly halves the size of zero-padded float arrays) in chunks of whole ro
 slice of rows decompresses only those rows.
 
 A file is written under a temporary name and renamed into place, so a file with the final name
-is always complete: an interrupted run leaves at most a ``.<name>.tmp`` file, which readers and
-the resume logic ignore.
+is always complete: a run interrupted while writing leaves at most a hidden
+``.<name>.<pid>.tmp`` file, which readers and the resume logic ignore.
 
 ``hash_sample`` gives a sample's content hash for provenance: it depends on the arrays alone
 (names, dtypes, shapes and values, rows in shard-name order), not on how they are chunked,
@@ -88,7 +88,9 @@ def write_shard(path: str | os.PathLike[str], shard: Shard) -> Path:
     path = Path(path)
     validate_arrays(shard.arrays, source=str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    # The writer's pid in the name: two writers of one shard (overlapping batch slices, a
+    # Dask task re-run while the first worker still writes) never share a temporary file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with h5py.File(tmp, "w") as f:
             for name, values in sorted(shard.arrays.items()):
