@@ -6,7 +6,7 @@ CPU time is what a run of N shards on N cores costs. Pythia's initialisation is 
 separately (a 1-row run) and taken out, so the rates are the steady state that large samples
 see; wall-clock rates are printed too, for reference.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/generation.py --n-jets 300 --n-events 300
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.generation --n-jets 300 --n-events 300
 
 Writes benchmarks/results/generation.json with the machine (nproc, CPU model, load average).
 """
@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import get_args
 
+from benchmarks.machine import describe_machine
 from training.config import EventProcess, EventSampleConfig, JetProcess, JetSampleConfig
 from training.data.events import generate_events
 from training.data.jets import generate_jets
@@ -33,7 +33,7 @@ SEED = 20240601
 
 def main() -> None:
     args = _parse_args()
-    machine = _machine()
+    machine = describe_machine()
     print(f"machine: {machine}")
     results = []
     for process in args.jets:
@@ -107,25 +107,6 @@ def _timed(generate: Callable, config: object, n: int) -> tuple[float, float, Sh
     cpu0, wall0 = time.process_time(), time.perf_counter()
     shard = generate(config, n)
     return time.process_time() - cpu0, time.perf_counter() - wall0, shard
-
-
-def _machine() -> dict[str, object]:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "load_avg_before": os.getloadavg(),
-        "python": platform.python_version(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
 
 
 if __name__ == "__main__":

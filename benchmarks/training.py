@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -31,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.machine import describe_machine
 from training.config import RunConfig, load_run_config, with_overrides
 from training.models.families import build_model, input_shape
 from training.models.pca import PCA
@@ -67,7 +66,7 @@ IMAGE_VARIANTS = {
 def main() -> None:
     args = _parse_args()
     torch.set_num_threads(args.threads)
-    machine = _machine(args.threads)
+    machine = describe_machine(torch=torch.__version__, threads=args.threads)
     print(f"machine: {machine}")
     rows = []
     for name in args.recipes:
@@ -267,25 +266,6 @@ def _print_row(row: dict) -> None:
     if "recipe_total_h" in row:
         parts.append(f"recipe {row['recipe_total_h']:.2f} h")
     print(" | ".join(parts))
-
-
-def _machine(threads: int) -> dict:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "load_average": os.getloadavg(),
-        "torch": torch.__version__,
-        "threads": threads,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
 
 
 def _parse_args() -> argparse.Namespace:

@@ -41,6 +41,7 @@ import numpy as np
 import pythia8mc
 from scipy.stats import beta, chi2_contingency, ks_2samp
 
+from benchmarks.machine import describe_machine
 from training.config import JetSampleConfig
 from training.data import jets as jets_module
 from training.data.generation import shard_seed
@@ -77,7 +78,8 @@ def main() -> None:
     # Processes measured by earlier runs stay in the file; each keeps its own command and machine.
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for process in args.process:
-        results[process] = {"machine": _machine(), "command": vars(args) | {"out": str(args.out)}}
+        command = vars(args) | {"out": str(args.out)}
+        results[process] = {"machine": describe_machine(), "command": command}
         config = JetSampleConfig(process=process)
         rounds = []
         for r in range(args.rounds):
@@ -300,15 +302,6 @@ def _chi2_p(a: np.ndarray, b: np.ndarray) -> float:
     table = np.array([np.histogram(a, edges)[0], np.histogram(b, edges)[0]])
     table = table[:, table.sum(axis=0) > 0]
     return float(chi2_contingency(table)[1])
-
-
-def _machine() -> dict[str, object]:
-    return {
-        "nproc": os.cpu_count(),
-        "load_avg_before": os.getloadavg(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
 
 
 if __name__ == "__main__":
