@@ -132,17 +132,14 @@ def generate_jets(
     )
 
 
-def make_veto(config: JetSampleConfig, *, threshold_gev: float | None = None) -> Any:
-    """The ``ScaleVeto`` hook of ``config.veto`` (None when it is off); its threshold is
-    ``pt_fraction`` x the window's lower edge unless ``threshold_gev`` is given (0 records the
-    parton-level jet pT of every event without vetoing any)."""
+def make_veto(config: JetSampleConfig) -> Any:
+    """The ``ScaleVeto`` hook of ``config.veto`` (None when it is off), with its threshold at
+    ``pt_fraction`` x the window's lower edge."""
     if config.veto is None:
         return None
     from training.data.veto import ScaleVeto
 
-    if threshold_gev is None:
-        threshold_gev = config.veto.pt_fraction * config.pt_min_gev
-    return ScaleVeto(config.veto, threshold_gev=threshold_gev)
+    return ScaleVeto(config.veto, threshold_gev=config.veto.pt_fraction * config.pt_min_gev)
 
 
 def leading_jets(

@@ -29,6 +29,7 @@ import numpy as np
 import pythia8mc
 
 from training.config import JetVetoConfig
+from training.errors import NaeError
 
 __all__ = ["ScaleVeto", "leading_jet_pt"]
 
@@ -100,8 +101,9 @@ class ScaleVeto(pythia8mc.UserHooks):
         """Leading-jet pT at the veto scale [GeV] and the number of events vetoed before each,
         # (n,) float64, (n,) int64, for the last ``n`` completed events; forgets them."""
         if len(self._scale_pt) != n:
-            raise RuntimeError(
-                f"veto hook saw {len(self._scale_pt)} completed events, the batch has {n}"
+            raise NaeError(
+                f"the veto hook saw {len(self._scale_pt)} completed events, Pythia's batch has "
+                f"{n}: the event counts would be wrong; run with --no-veto and report it"
             )
         scale_pt = np.array(self._scale_pt, dtype=np.float64)
         vetoed_before = np.array(self._vetoed_before, dtype=np.int64)
