@@ -7,7 +7,7 @@ PORT ?= 8000
 MODELS ?= models
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format install-serve install-dev samples clean
+.PHONY: run test lint format install-serve install-dev samples study clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,25 @@ samples: install-dev
 	$(NAE_DATA) events --process h_tautau --n 10000 --seed 207 --shard-size 1250 --workers $(SAMPLE_WORKERS) --out data/test/h_tautau
 	$(NAE_DATA) events --process hplus_taunu --n 10000 --seed 208 --shard-size 625 --workers $(SAMPLE_WORKERS) --out data/test/hplus_taunu
 	for dir in data/train/* data/test/*; do $(NAE_DATA) hash $$dir; done
+
+# The trainings of the headline study and the shipped bundles (docs/results.md), cheapest first,
+# on the samples of `make samples`: runs/<recipe>-seed<S>. A finished run (summary.json) is
+# skipped and a stopped one resumes, so repeat the command after any stop:
+# nohup make study > runs/study.log 2>&1 &
+STUDY_FAST := events-sm-nae events-sm-ae events-sm-vae events-sm-pca \
+	jets-qcd-features-nae jets-qcd-features-ae jets-qcd-features-vae jets-qcd-features-pca
+STUDY_IMAGES := jets-qcd-image-ae jets-qcd-image-nae jets-top-image-ae jets-top-image-nae
+STUDY_NAE_SEEDS ?= 1 2 3
+study: install-dev
+	@for recipe in $(STUDY_FAST) $(STUDY_IMAGES); do \
+	  case $$recipe in *-nae) seeds="$(STUDY_NAE_SEEDS)";; *) seeds=1;; esac; \
+	  for seed in $$seeds; do \
+	    run=runs/$$recipe-seed$$seed; \
+	    test -f $$run/summary.json && continue; \
+	    echo "== $$run"; \
+	    OMP_NUM_THREADS=1 $(BIN)/nae train $$recipe --set train.seed=$$seed --run-dir $$run --resume || exit 1; \
+	  done; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
