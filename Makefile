@@ -59,14 +59,15 @@ samples: install-dev
 	for dir in data/train/* data/test/*; do $(NAE_DATA) hash $$dir; done
 
 # The trainings of the headline study and the shipped bundles (docs/results.md), cheapest first,
-# on the samples of `make samples`: runs/<recipe>-seed<S>. A finished run (summary.json) is
-# skipped and a stopped one resumes, so repeat the command after any stop:
+# on the samples of `make samples`, which it finishes first (a run must never see a sample still
+# being written): runs/<recipe>-seed<S>. A finished run (summary.json) is skipped and a stopped
+# one resumes, so repeat the command after any stop:
 # nohup make study > runs/study.log 2>&1 &
 STUDY_FAST := events-sm-nae events-sm-ae events-sm-vae events-sm-pca \
 	jets-qcd-features-nae jets-qcd-features-ae jets-qcd-features-vae jets-qcd-features-pca
 STUDY_IMAGES := jets-qcd-image-ae jets-qcd-image-nae jets-top-image-ae jets-top-image-nae
 STUDY_NAE_SEEDS ?= 1 2 3
-study: install-dev
+study: samples
 	@for recipe in $(STUDY_FAST) $(STUDY_IMAGES); do \
 	  case $$recipe in *-nae) seeds="$(STUDY_NAE_SEEDS)";; *) seeds=1;; esac; \
 	  for seed in $$seeds; do \
