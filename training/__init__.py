@@ -4,13 +4,15 @@ Modules, in the order data flows (a module imports only modules listed before it
 
 - ``errors``: ``NaeError`` and its subclasses, translated once by the CLI.
 - ``config``: frozen pydantic configuration (data generation, detector, training).
+- ``data.particles``: the particle record (``Particles``) and the one pseudorapidity and phi wrap.
 - ``data.pythia``: Pythia 8 process cards and the event loop -> particle arrays.
+- ``data.veto``: the in-evolution veto of hopeless jet events (a Pythia ``UserHooks``).
 - ``data.detector``: tracker and calorimeter response on particle arrays.
 - ``data.images``: 40x40 jet images from constituents (numpy only).
 - ``data.jets``: FastJet clustering, constituents, substructure features; stores images.
 - ``data.events``: the 19x3 (+ class id) trigger format of ADC2021 from particles.
-- ``data.shards``: the only reader/writer of the HDF5 shard layout (docs/contracts.md, contract 1b),
-  and a sample's content hash.
+- ``data.shards``: the only reader/writer of the HDF5 shard layout (docs/contracts.md,
+  contract 1b), and a sample's content hash.
 - ``data.generation``: sharded, resumable generation in processes, on Dask, or one slice.
 - ``data.convert``: public files (top-tagging landscape, ADC2021) -> shards.
 - ``data.report``: efficiencies, cross sections and overlaid histograms of shard directories.
