@@ -419,6 +419,13 @@ class TrainConfig(_Frozen):
     emd_points: int = Field(
         256, ge=2, description="positive and negative samples in each EMD (exact, O(N^3))"
     )
+    emd_tolerance: float = Field(
+        2.0,
+        ge=0.0,
+        description="select the latest NAE checkpoint whose EMD is within this many standard "
+        "errors of the lowest (0: the lowest itself); measured here: the EMD is flat within its "
+        "noise while the NAE still improves (docs/results.md)",
+    )
     divergence_factor: float = Field(
         100.0, gt=1.0, description="stop when E+ or E- exceed this x their value at NAE start"
     )

@@ -21,7 +21,7 @@ from training.config import (
 )
 from training.data.shards import Shard, write_shard
 from training.errors import NaeError
-from training.train import METRICS_FILE, train, training_steps
+from training.train import METRICS_FILE, _select_by_emd, train, training_steps
 
 torch.set_num_threads(1)  # as training runs (TrainConfig.threads)
 
@@ -113,6 +113,30 @@ def test_resume_continues_bit_identically(toy_events, tmp_path):
     assert summary.selection == "emd" and summary.selected_step in (4, 8, 10)
     with pytest.raises(NaeError, match="complete"):
         train(config, stopped, resume=True)
+
+
+def _selected(emds: list[float], error: float, tolerance: float) -> int:
+    """The index the checkpoint-by-checkpoint rule ends on for a sequence of EMDs."""
+    best = {"nae": float("inf"), "nae_error": 0.0, "nae_iteration": -1}
+    for index, emd in enumerate(emds):
+        _select_by_emd(best, emd, error, index, tolerance)
+    return best["nae_iteration"]
+
+
+def test_emd_selection_takes_the_latest_checkpoint_within_the_noise_of_the_lowest():
+    rng = np.random.default_rng(7)
+    flat = list(10.0 + 0.1 * rng.standard_normal(40))  # no trend: only noise of sigma 0.1
+    error = 0.1 / np.sqrt(2)  # two independent errors of this size combine to 0.1
+    chosen = _selected(flat, error, tolerance=2.0)
+    low = int(np.argmin(flat))
+    assert chosen >= low and flat[chosen] - flat[low] <= 2.0 * 0.1 + 1e-12
+    later = [i for i in range(chosen + 1, 40) if flat[i] - flat[low] <= 0.2 + 1e-12]
+    assert later == []  # nothing later is within the tolerance
+    assert _selected(flat, error, tolerance=0.0) == low  # tolerance 0: the plain argmin
+    # a collapse: the EMD falls, then rises far beyond the noise; the selection stays before it
+    collapse = [5.0, 4.0, 3.0, 3.05, 2.98, 4.5, 6.0, 8.0]
+    assert _selected(collapse, 0.05, tolerance=2.0) == 4
+    assert _selected([3.0, 3.1, 3.12, 2.9, 4.0], 0.05, tolerance=2.0) == 3  # a new minimum wins
 
 
 def test_a_seed_gives_the_same_run_and_another_seed_another(toy_events, tmp_path):
