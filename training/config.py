@@ -397,7 +397,11 @@ class LossConfig(_Frozen):
         1e-8, ge=0.0, description="weight-norm penalty (arXiv:2206.14225 config l2_norm_reg)"
     )
     kl_weight: float = Field(
-        1.0, ge=0.0, description="vae: weight of the KL term (1: the ELBO; not tuned here)"
+        1.0,
+        ge=0.0,
+        description="vae: weight of the KL term against the energy, a mean over the D inputs; "
+        "the ELBO of a unit-variance Gaussian decoder is 2 / D (a weight of 1 on 8 features "
+        "collapsed the posterior here: docs/results.md)",
     )
 
 
