@@ -47,6 +47,7 @@ SourceFormat = Literal["shards", "npy", "landscape", "adc2021"]
 EVENT_FEATURES = ("pt [GeV]", "eta", "phi [rad]", "class id")  # the columns of a (19, 4) row
 _FEATURE_UNITS = {"mass": "GeV", "msd": "GeV", "log_msd": "log GeV"}  # others: dimensionless
 _DATASETS = {"jet-image": "images", "event": "particles"}
+_SIGNED_FEATURES = {"msd"}  # features that may be negative (``default_ranges``)
 _DEFAULT_CHUNK = 10_000
 
 
@@ -77,7 +78,9 @@ def default_ranges(kind: Kind, features: Sequence[str]) -> list[tuple[float | No
 
     Images hold unit-sum intensities, in [0, 1]; event rows hold pT >= 0, phi in [-pi, pi]
     (widened by float32's rounding of pi) and class ids 0-4; every substructure feature of
-    ``training.data.jets`` is non-negative (log_msd too: msd is floored at 1 GeV).
+    ``training.data.jets`` is non-negative (log_msd too: msd is floored at 1 GeV) except
+    ``msd``, which is open below: FastJet gives a groomed jet whose four-momentum rounds to
+    spacelike the mass -sqrt(-m^2), so some real QCD jets have msd slightly below 0.
     """
     if kind == "jet-image":
         return [(0.0, 1.0)]
@@ -85,7 +88,7 @@ def default_ranges(kind: Kind, features: Sequence[str]) -> list[tuple[float | No
         phi_max = float(np.nextafter(np.float32(np.pi), np.float32(4)))
         bounds = [(0.0, None), (None, None), (-phi_max, phi_max), (0.0, 4.0)]
         return bounds[: len(features)]
-    return [(0.0, None)] * len(features)
+    return [(None, None) if dataset_name(f) in _SIGNED_FEATURES else (0.0, None) for f in features]
 
 
 def source_format(path: str | os.PathLike[str]) -> SourceFormat:

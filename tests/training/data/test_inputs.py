@@ -65,3 +65,11 @@ def test_a_kind_that_does_not_fit_the_source_is_refused(tmp_path: Path) -> None:
         f["x"] = np.zeros(3)
     with pytest.raises(BadDataFile, match="not a shard"):
         source_format(tmp_path / "other.h5")
+
+
+def test_default_ranges_leave_the_soft_drop_mass_open_below() -> None:
+    """FastJet gives a groomed jet whose four-momentum rounds to spacelike a negative mass, so
+    real QCD jets can have msd < 0 (a calibration sample of Pythia jets broke the old [0, inf)
+    range); every other substructure feature stays non-negative."""
+    ranges = default_ranges("jet-features", ["msd [GeV]", "tau21", "mass [GeV]", "log_msd"])
+    assert ranges == [(None, None), (0.0, None), (0.0, None), (0.0, None)]
