@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -60,10 +61,11 @@ from service.bundle import (
 from training import __version__
 from training.calibration import WorkingPointCalibration, calibrate, measure_efficiency
 from training.data.inputs import Inputs, default_features, default_ranges
-from training.errors import ExportFailed, TooFewEvents, require
+from training.errors import ExportFailed, NaeError, TooFewEvents, require
 from training.metrics import rejection_at_signal_efficiency, roc_auc
 
 __all__ = [
+    "DEFAULT_EFFICIENCIES",
     "MAX_AUC_CHANGE",
     "MIN_PARITY_EVENTS",
     "OPSET",
@@ -73,6 +75,7 @@ __all__ = [
     "SampleScores",
     "check_parity",
     "export_bundle",
+    "export_command_line",
     "export_onnx",
     "export_run",
     "int8_gate",
@@ -85,6 +88,7 @@ PARITY_RTOL = 1e-5
 MIN_PARITY_EVENTS = 10_000
 MAX_AUC_CHANGE = 0.005
 TIMING_BATCH_SIZES = (1, 256, 4096)
+DEFAULT_EFFICIENCIES = (1e-2, 1e-3, 1e-4)  # the working points' target background efficiencies
 SIGNAL_EFFICIENCIES = (0.2, 0.3)  # where the bundle quotes 1/eps_B (arXiv:2206.14225 uses 0.2)
 # Only the layers with weights are quantized: the score (a sum of squared residuals) and the
 # in-graph preprocessing stay float, so the tail of the score distribution keeps its resolution.
@@ -336,7 +340,7 @@ def export_bundle(
     version: int,
     kind: Literal["jet-image", "jet-features", "event"],
     background: Inputs,
-    target_efficiencies: Sequence[float] = (1e-2, 1e-3, 1e-4),
+    target_efficiencies: Sequence[float] = DEFAULT_EFFICIENCIES,
     reference_rate_hz: float = REFERENCE_RATE_HZ,
     prescales: Sequence[int] | None = None,
     signals: Mapping[str, Inputs] | None = None,
@@ -462,13 +466,16 @@ def export_run(
     ``out_dir = models/<name>/<version>``, calibrated on the held-out ``background`` sample.
 
     The bundle's kind, input features and description come from the run's config; its
-    provenance adds the run, the checkpoint's stage, step and selection metric, the config's
-    sha256 and seed, and the content hash of every training sample. ``options`` are those of
+    provenance adds the run, the checkpoint (name, stage, step, selection metric), the
+    resolved config as TOML with its sha256 and seed, every training sample's content hash and
+    description, and ``commands``: the ``nae train`` line that remakes the run
+    (``_train_command``) and the ``nae export`` line of this export (``export_command_line``),
+    so that a bundle says how to rebuild it (its model card prints them). ``options`` are those of
     ``export_bundle`` (``int8``, ``target_efficiencies``, ``reference_rate_hz``, ...).
     """
     from training.checkpoint import load_model
     from training.config import config_to_toml
-    from training.data.shards import hash_sample
+    from training.data.shards import describe_sample, hash_sample
     from training.models.families import input_shape
 
     out_dir = Path(out_dir)
@@ -496,12 +503,28 @@ def export_run(
         },
         "provenance": {
             "run_dir": str(run_dir),
-            "checkpoint": {key: state.get(key) for key in ("stage", "step", "metric")},
+            "checkpoint": {
+                "name": checkpoint,
+                **{key: state.get(key) for key in ("stage", "step", "metric")},
+            },
             "config_sha256": hashlib.sha256(config_to_toml(config).encode()).hexdigest(),
+            "config_toml": config_to_toml(config),
             "seed": config.train.seed,
             "training_samples": [
-                {"path": str(path), "sha256": hash_sample(path)} for path in training_samples
+                {"path": str(path), "sha256": hash_sample(path), **describe_sample(path)}
+                for path in training_samples
             ],
+            "commands": {
+                "train": _train_command(config, run_dir),
+                "export": export_command_line(
+                    run_dir,
+                    out_dir,
+                    background=background,
+                    signals=signals or {},
+                    checkpoint=checkpoint,
+                    **{key: options[key] for key in _COMMAND_OPTIONS if key in options},
+                ),
+            },
         },
     }
     return export_bundle(
@@ -522,6 +545,54 @@ _KINDS: dict[str, Literal["jet-image", "jet-features", "event"]] = {
     "features": "jet-features",
     "events": "event",
 }
+
+
+_COMMAND_OPTIONS = ("int8", "target_efficiencies", "prescales", "reference_rate_hz")
+
+
+def export_command_line(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    background: str | Path,
+    signals: Mapping[str, str | Path],
+    checkpoint: str = "best",
+    int8: bool = False,
+    target_efficiencies: Sequence[float] = DEFAULT_EFFICIENCIES,
+    prescales: Sequence[int] | None = None,
+    reference_rate_hz: float = REFERENCE_RATE_HZ,
+) -> str:
+    """The ``nae export`` line that exports a run with these arguments (``export_run``'s): what
+    a bundle records as its rebuild command. Options at their defaults are left out."""
+    args = ["nae", "export", str(run_dir), "--out", str(out_dir), "--calibrate", str(background)]
+    for name, path in signals.items():
+        args += ["--signal", f"{name}={path}"]
+    if int8:
+        args.append("--int8")
+    args += ["--bkg-eff", ",".join(repr(float(target)) for target in target_efficiencies)]
+    if prescales is not None and any(int(prescale) != 1 for prescale in prescales):
+        args += ["--prescale", ",".join(str(int(prescale)) for prescale in prescales)]
+    if float(reference_rate_hz) != REFERENCE_RATE_HZ:
+        args += ["--input-rate-hz", repr(float(reference_rate_hz))]
+    if checkpoint != "best":
+        args += ["--checkpoint", checkpoint]
+    return shlex.join(args)
+
+
+def _train_command(config: Any, run_dir: str | Path) -> str:
+    """The ``nae train`` line that remakes a run of ``config``: its recipe with its seed where
+    that resolves to exactly this config (the Makefile's study runs), else the run's own
+    resolved ``config.toml``, which the bundle's provenance also holds."""
+    from training.config import load_run_config
+
+    seed = config.train.seed
+    try:
+        same = load_run_config(config.name, [f"train.seed={seed}"]) == config
+    except NaeError:  # not a recipe of training/configs/
+        same = False
+    if same:
+        return f"nae train {config.name} --set train.seed={seed} --run-dir {run_dir}"
+    return f"nae train {Path(run_dir) / 'config.toml'} --run-dir {run_dir}"
 
 
 def _same_path(a: str | Path, b: str | Path) -> bool:

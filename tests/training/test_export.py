@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -217,11 +219,31 @@ def test_nae_export_of_a_trained_run(tmp_path: Path) -> None:
     bundle = load_bundle(out)
     provenance = bundle.model_extra["provenance"]
     assert bundle.input.features == ["msd [GeV]", *FEATURE_DATASETS[1:]]
-    assert provenance["training_samples"] == [
-        {"path": str(train_dir), "sha256": hash_sample(train_dir)}
-    ]
-    assert provenance["calibration_sample"]["sha256"] == hash_sample(background)
+    (trained_on,) = provenance["training_samples"]
+    assert trained_on["path"] == str(train_dir) and trained_on["sha256"] == hash_sample(train_dir)
+    assert (trained_on["process"], trained_on["n_events"]) == ("test", 3_000)
+    calibration = provenance["calibration_sample"]
+    assert calibration["sha256"] == hash_sample(background) and calibration["shard_seeds"] == [2]
     assert provenance["checkpoint"]["stage"] == "pca" and provenance["seed"] == 1
-    assert len(provenance["config_sha256"]) == 64
+    assert provenance["checkpoint"]["name"] == "best"
+    config_toml = provenance["config_toml"]
+    assert hashlib.sha256(config_toml.encode()).hexdigest() == provenance["config_sha256"]
+    assert load_run_config(_written(tmp_path / "c.toml", config_toml)) == load_run_config(
+        tmp_path / "run" / "config.toml"
+    )
+    # The recorded commands are the ones that made it: the data.train override makes the
+    # run's config no recipe's, so the train line names the run's config.toml.
+    assert provenance["commands"] == {
+        "train": f"nae train {tmp_path / 'run' / 'config.toml'} --run-dir {tmp_path / 'run'}",
+        "export": shlex.join(
+            ["nae", "export", str(tmp_path / "run"), "--out", str(out), "--calibrate",
+             str(background), "--signal", f"shift={signal}", "--bkg-eff", "0.01,0.001"]
+        ),
+    }  # fmt: skip
     assert bundle.model_extra["model"]["family"] == "pca"
     assert bundle.metrics["shift"]["auc"] > 0.5
+
+
+def _written(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

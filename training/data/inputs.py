@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 
 from service.bundle import sha256_file
-from training.data.shards import hash_sample, iter_chunks, shard_files
+from training.data.shards import describe_sample, hash_sample, iter_chunks, shard_files
 from training.errors import BadDataFile, require
 
 __all__ = [
@@ -179,14 +179,20 @@ class Inputs:
 
     def provenance(self) -> dict[str, object]:
         """Path, format and content hash: ``training.data.shards.hash_sample`` for shards (the
-        hash ``nae data hash`` prints), the file's sha256 for other formats."""
+        hash ``nae data hash`` prints), the file's sha256 for other formats; shards add how
+        they were made (``training.data.shards.describe_sample``: process, events, seeds,
+        generation config), so a fresh sample of the same population can be made to check
+        the bundle's calibration."""
         source_kind = self.format
-        if source_kind == "shards":
-            files = shard_files(self.path) if self.path.is_dir() else [self.path]
-            digest = hash_sample(files)
-        else:
-            digest = sha256_file(self.path)
-        return {"path": str(self.path), "format": source_kind, "sha256": digest}
+        if source_kind != "shards":
+            return {"path": str(self.path), "format": source_kind, "sha256": sha256_file(self.path)}
+        files = shard_files(self.path) if self.path.is_dir() else [self.path]
+        return {
+            "path": str(self.path),
+            "format": source_kind,
+            "sha256": hash_sample(files),
+            **describe_sample(files),
+        }
 
     def _shard_chunks(self, source: Path, chunk_size: int) -> Iterator[np.ndarray]:
         if self.kind == "jet-features":

@@ -41,6 +41,7 @@ __all__ = [
     "JET_SHAPES",
     "Shard",
     "ShardInfo",
+    "describe_sample",
     "hash_sample",
     "iter_chunks",
     "read_shard",
@@ -181,6 +182,34 @@ def hash_sample(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
                     values = f[name][start : start + block]
                     digest.update(np.ascontiguousarray(values, dtype=dtype).tobytes())
     return digest.hexdigest()
+
+
+def describe_sample(
+    source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+) -> dict[str, Any]:
+    """How a sample was made, from its shards' attributes, for a bundle's provenance: enough to
+    generate another sample of the same population that shares no shard with it.
+
+    ``process`` (one name, or the sorted names when the files mix processes), ``n_events``,
+    ``shard_seeds`` (each file's Pythia seed, in name order; -1 for converted public files) and
+    ``sample_config`` (the generation config of the ``settings`` attribute, the same for every
+    file, else ``None``; ``None`` for converted files).
+    """
+    files = _source_files(source)
+    infos = [shard_info(path) for path in files]
+    processes = sorted({str(info.attrs.get("process", "")) for info in infos})
+    configs = {
+        json.dumps(json.loads(info.attrs["settings"]).get("config"), sort_keys=True)
+        if "settings" in info.attrs
+        else "null"
+        for info in infos
+    }
+    return {
+        "process": processes[0] if len(processes) == 1 else processes,
+        "n_events": sum(info.n for info in infos),
+        "shard_seeds": [int(info.attrs.get("seed", -1)) for info in infos],
+        "sample_config": json.loads(configs.pop()) if len(configs) == 1 else None,
+    }
 
 
 def _common_layout(files: list[Path]) -> tuple[list[str], list[int]]:
