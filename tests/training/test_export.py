@@ -247,3 +247,42 @@ def test_nae_export_of_a_trained_run(tmp_path: Path) -> None:
 def _written(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_an_export_that_recommends_int8_checks_and_serves_the_int8_file(
+    exported_bundle: Path, make_family: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last check of an export scores a few events through the service's loader with
+    every file it ships, each against that file's own scores: with int8 recommended (timings
+    that make int8 faster, since real speed-ups depend on the machine), the bundle serves
+    int8 and the export completes (it used to compare int8's scores with fp32's and fail)."""
+    import training.export as export
+
+    def int8_faster(paths: dict[str, Path], inputs: np.ndarray, **_: object) -> dict:
+        return {
+            name: dict.fromkeys((1, 256, 4096), 1.0 if name == "fp32" else 0.5) for name in paths
+        }
+
+    monkeypatch.setattr(export, "time_models", int8_faster)
+    samples = exported_bundle.parents[2]
+    features = tuple(load_bundle(exported_bundle).input.features)
+    model, _ = make_family("dense")
+    bundle = export_bundle(
+        model,
+        tmp_path / "models" / "test-features-ae" / "1",
+        name="test-features-ae",
+        version=1,
+        kind="jet-features",
+        background=Inputs(samples / "background.npy", "jet-features", features),
+        signals={"shifted": Inputs(samples / "signal.npy", "jet-features", features)},
+        target_efficiencies=[1e-2],
+        int8=True,
+    )
+    assert bundle.recommended == INT8_FILE, bundle.model_extra["int8"]
+    from service.runtime import OnnxModel
+
+    directory = tmp_path / "models" / "test-features-ae" / "1"
+    x = np.load(samples / "signal.npy")[:100]
+    served = OnnxModel(load_bundle(directory), directory).score(x)
+    fp32 = OnnxModel(load_bundle(directory), directory, model_file=MODEL_FILE).score(x)
+    assert not np.array_equal(served, fp32)  # the int8 graph really is what is served
