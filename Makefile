@@ -7,7 +7,7 @@ PORT ?= 8000
 MODELS ?= models
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format install-serve install-dev samples train-samples test-samples fresh-samples study clean
+.PHONY: run test lint format install-serve install-dev samples train-samples test-samples fresh-samples study cards clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,11 @@ study: train-samples
 	    OMP_NUM_THREADS=1 $(BIN)/nae train $$recipe --set train.seed=$$seed --run-dir $$run --resume || exit 1; \
 	  done; \
 	done
+
+# After exporting a bundle: its model card docs/models/NAME.md (every bundle under $(MODELS), the
+# highest version of each) and the table of shipped bundles in models/README.md.
+cards: install-dev
+	$(BIN)/nae bundle cards $(MODELS) --out-dir docs/models --readme models/README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

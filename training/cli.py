@@ -641,6 +641,78 @@ def bundle_score(
         typer.echo(f"scores saved to {summary.scores_path}")
 
 
+_Root = Annotated[
+    Path,
+    typer.Option(
+        "--root",
+        exists=True,
+        file_okay=False,
+        help="Where the bundle's relative provenance paths (runs/..., data/...) start: the "
+        "directory nae export ran in (default: here).",
+    ),
+]
+
+
+@bundle_app.command("card")
+def bundle_card_command(
+    directory: _BundleDir,
+    metrics: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics",
+            help="The run's metrics.json of nae evaluate (default: "
+            "RUN/evaluation/CHECKPOINT/metrics.json of the bundle's run, where it exists).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Markdown file to write (default: stdout).")
+    ] = None,
+    root: _Root = Path("."),
+) -> None:
+    """Write a bundle's model card (markdown): samples and their hashes, metrics per signal
+    with uncertainties, working points with Clopper-Pearson intervals, the int8 gate, files
+    and sizes, and the commands that rebuild it. The bundle is verified first."""
+    from training.cards import bundle_card
+
+    card = bundle_card(directory, metrics=metrics, root=root)
+    if out is None:
+        typer.echo(card.markdown, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(card.markdown)
+    quoted = card.metrics_path or "none found: export metrics only"
+    typer.echo(f"{card.bundle.name} v{card.bundle.version}: card {out} (metrics {quoted})")
+
+
+@bundle_app.command("cards")
+def bundle_cards_command(
+    models: Annotated[
+        Path, typer.Argument(metavar="MODELS", help="Directory of bundles NAME/VERSION/.")
+    ] = Path("models"),
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", help="Where NAME.md goes for each bundle.")
+    ] = Path("docs/models"),
+    readme: Annotated[
+        Path | None,
+        typer.Option(
+            "--readme",
+            help="Also rewrite the bundle table (between its marker comments) of this file, "
+            "e.g. models/README.md.",
+        ),
+    ] = None,
+    root: _Root = Path("."),
+) -> None:
+    """Write the model card of the highest version of every bundle under MODELS (the one the
+    service serves by default), and optionally the table of bundles in a README. New bundles
+    are picked up as they appear; each is verified first."""
+    from training.cards import write_cards
+
+    written = write_cards(
+        models, out_dir, readme=readme, root=root, progress=lambda line: typer.echo(line)
+    )
+    typer.echo(f"{len(written)} cards in {out_dir}" + (f"; table in {readme}" if readme else ""))
+
+
 def _numbers(option: str, text: str, kind: type) -> list:
     try:
         return [kind(item) for item in text.split(",")]

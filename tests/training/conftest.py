@@ -183,3 +183,32 @@ def make_family_fixture() -> Callable[[str], tuple[nn.Module, np.ndarray]]:
     """``make_family(family)`` -> (model, background) for "dense", "conv", "vae", "pca"; the
     "dense" model is the one ``exported_bundle`` holds."""
     return make_family
+
+
+FEATURE_DATASETS = ("msd", "tau21", "tau32", "c2_b1", "d2_b1", "ptd", "major_axis", "minor_axis")
+
+
+def write_feature_shards(directory: Path, n: int, seed: int, shift: float = 0.0) -> Path:
+    """One jet shard under ``directory`` whose eight substructure features (the datasets of
+    the jets-qcd-features recipes) are seeded test values (gamma-distributed, positive, plus
+    ``shift``); the other datasets are zeros. For the machinery of training runs, exports and
+    cards, never for physics."""
+    from training.data.shards import Shard, write_shard
+
+    x = np.random.default_rng(seed).gamma(3.0, 1.0, size=(n, 8)).astype(np.float32) + shift
+    arrays = {
+        "constituents": np.zeros((n, 200, 4), np.float32),
+        "images": np.zeros((n, 40, 40), np.float32),
+        "jet": np.zeros((n, 4), np.float32),
+        "label": np.zeros(n, np.int8),
+        **{f"features/{name}": x[:, i] for i, name in enumerate(FEATURE_DATASETS)},
+    }
+    write_shard(directory / "test_00000.h5", Shard(arrays, {"process": "test", "seed": seed}))
+    return directory
+
+
+@pytest.fixture(name="feature_shards", scope="session")
+def feature_shards_fixture() -> Callable[..., Path]:
+    """``feature_shards(directory, n, seed, shift=0.0)``: one seeded test shard of the eight
+    jet features; returns ``directory``."""
+    return write_feature_shards

@@ -171,35 +171,15 @@ def test_service_refuses_a_tampered_export(exported_bundle: Path, tmp_path: Path
         load_bundle(copy)
 
 
-FEATURE_DATASETS = ["msd", "tau21", "tau32", "c2_b1", "d2_b1", "ptd", "major_axis", "minor_axis"]
-
-
-def _feature_shards(directory: Path, n: int, seed: int, shift: float = 0.0) -> Path:
-    """One jet shard whose eight substructure features are seeded test values (gamma-
-    distributed, positive); the other datasets are zeros."""
-    from training.data.shards import Shard, write_shard
-
-    x = np.random.default_rng(seed).gamma(3.0, 1.0, size=(n, 8)).astype(np.float32) + shift
-    arrays = {
-        "constituents": np.zeros((n, 200, 4), np.float32),
-        "images": np.zeros((n, 40, 40), np.float32),
-        "jet": np.zeros((n, 4), np.float32),
-        "label": np.zeros(n, np.int8),
-        **{f"features/{name}": x[:, i] for i, name in enumerate(FEATURE_DATASETS)},
-    }
-    write_shard(directory / "test_00000.h5", Shard(arrays, {"process": "test", "seed": seed}))
-    return directory
-
-
-def test_nae_export_of_a_trained_run(tmp_path: Path) -> None:
+def test_nae_export_of_a_trained_run(tmp_path: Path, feature_shards: Callable) -> None:
     """train (a PCA fit) -> ``nae export`` -> a bundle whose provenance names the run."""
     from training.config import load_run_config
     from training.data.shards import hash_sample
     from training.train import train
 
-    train_dir = _feature_shards(tmp_path / "train", 3_000, seed=1)
-    background = _feature_shards(tmp_path / "background", 12_000, seed=2)
-    signal = _feature_shards(tmp_path / "signal", 2_000, seed=3, shift=1.5)
+    train_dir = feature_shards(tmp_path / "train", 3_000, seed=1)
+    background = feature_shards(tmp_path / "background", 12_000, seed=2)
+    signal = feature_shards(tmp_path / "signal", 2_000, seed=3, shift=1.5)
     overrides = [f"data.train=['{train_dir}']", "model.preprocessing=standardise"]
     train(load_run_config("jets-qcd-features-pca", overrides), tmp_path / "run")
     out = tmp_path / "models" / "jets-test-pca" / "1"
@@ -218,7 +198,9 @@ def test_nae_export_of_a_trained_run(tmp_path: Path) -> None:
     assert "jets-test-pca v1 (jet-features)" in done.stdout and "eff_1e-3: score >" in done.stdout
     bundle = load_bundle(out)
     provenance = bundle.model_extra["provenance"]
-    assert bundle.input.features == ["msd [GeV]", *FEATURE_DATASETS[1:]]
+    assert bundle.input.features == [
+        "msd [GeV]", "tau21", "tau32", "c2_b1", "d2_b1", "ptd", "major_axis", "minor_axis"
+    ]  # fmt: skip
     (trained_on,) = provenance["training_samples"]
     assert trained_on["path"] == str(train_dir) and trained_on["sha256"] == hash_sample(train_dir)
     assert (trained_on["process"], trained_on["n_events"]) == ("test", 3_000)
