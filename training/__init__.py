@@ -32,6 +32,8 @@ Modules, in the order data flows (a module imports only modules listed before it
 - ``evaluate``: a run's checkpoints on background and signals -> metrics JSON; ``plots``: PNGs.
 - ``export``: torch -> ONNX bundles: parity, int8 and its gate, calibration, provenance.
 - ``bundles``: ``nae bundle verify`` / ``score`` through the service's loader and runtime.
+- ``cards``: ``nae bundle card`` / ``cards``: a bundle's model card from its provenance, gates
+  and the run's metrics.
 - ``cli``: the ``nae`` command line; imports everything above lazily.
 
 Nothing heavy is imported here: ``nae serve`` must start without torch, Pythia or FastJet.
