@@ -4,18 +4,22 @@ real Pythia samples made once per session and shared by every test that asks for
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = ROOT / "models"
+# The shipped bundles: the repository's models/. NAE_TEST_MODELS_DIR points the same checks at
+# another checkout's models/ (bundles exported but not committed yet); relative provenance
+# paths are then read from that directory's parent.
+MODELS = Path(os.environ.get("NAE_TEST_MODELS_DIR", ROOT / "models"))
 
 
 def shipped_bundle_dirs(models_dir: Path = MODELS) -> list[Path]:
-    """Every ``NAME/VERSION/`` under the repository's models/ holding a bundle.json (all
-    versions: each one is served under its version), in a stable order."""
+    """Every ``NAME/VERSION/`` under ``models_dir`` (the shipped models/) holding a bundle.json
+    (all versions: each one is served under its version), in a stable order."""
     return sorted(path.parent for path in models_dir.glob("*/*/bundle.json"))
 
 

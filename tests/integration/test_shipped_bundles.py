@@ -1,0 +1,132 @@
+"""Every bundle shipped in models/, checked on data it has never seen and against tampering.
+
+Calibration. For each bundle, a fresh background sample is generated here: the process and
+generation config of the bundle's calibration sample (from its bundle.json provenance), with
+seeds 90xx, apart from the training (101-103) and test/calibration (201-208) seeds, and its
+shard seeds are checked to share none with the calibration or training samples. It is scored
+through the service's runtime (``nae bundle score``'s code: the service's loader, input checks
+and ``OnnxModel``) with every ONNX file the bundle ships. The rule, per working point with
+calibrated background efficiency eps and k of the n fresh events passing:
+
+- where the fresh sample expects at least ``MIN_EXPECTED`` passing events (n x eps >= 5), eps
+  must lie inside the fresh sample's Clopper-Pearson 99% interval of k of n;
+- elsewhere (too few expected to measure a rate) inside its 99.9% interval, which still
+  catches a gross miscalibration (a 1e-4 working point passing 1% of new events).
+
+Clopper-Pearson is conservative, so a well calibrated working point fails with probability
+below 1% (0.1%); the calibration sample's own uncertainty (20,000 events against 1,000 here)
+widens that only slightly. For a 1e-2 working point the 99% check fails at k <= 2 or k >= 20 of
+1,000: with probability 0.6% when the rate is right, above one half when the true efficiency on
+new data is below 0.25e-2 or above 2e-2 (a rate off by x4 low or x2 high). The seeds are fixed,
+so the outcome is reproducible: a failure means the threshold does not give its rate on new
+data (or the fresh events fall outside the bundle's input ranges, which fails the scoring).
+
+Tampering. A changed byte in any ONNX file of a copy of the bundle is refused by
+``nae bundle verify`` and by the service (not served; strict readiness answers 503).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.bundle import Bundle, load_bundle
+from service.settings import Settings
+from training.bundles import score_bundle, verify_bundle
+from training.data.shards import describe_sample
+from training.errors import BadBundle
+from training.metrics import clopper_pearson
+
+N_FRESH = 1_000  # per background process, shared by every bundle calibrated on it
+MIN_EXPECTED = 5
+CONFIDENCE = 0.99
+CONFIDENCE_SPARSE = 0.999
+# 90xx: the test-sample seed (201-208, Makefile) of the process with 200 replaced by 9000.
+FRESH_SEEDS = {"qcd": 9001, "top": 9002, "dark": 9003, "sm": 9004}
+FRESH_SEED_OTHER = 9099
+
+
+def calibration_origin(bundle: Bundle, root: Path) -> tuple[str, Any, list[int]]:
+    """``(verb, sample config, shard seeds to avoid)`` of a bundle's calibration sample, from
+    its provenance; a bundle exported before the exporter recorded the sample's description
+    is described from the sample itself where it is on disk (a relative path is taken from
+    the directory above models/, where nae export ran)."""
+    from training.config import EventSampleConfig, JetSampleConfig
+
+    provenance = (bundle.model_extra or {}).get("provenance", {})
+    sample = provenance.get("calibration_sample")
+    if sample is None:
+        pytest.fail(f"{bundle.name}: bundle.json records no calibration sample (not nae export's)")
+    if "sample_config" not in sample:
+        path = root / sample["path"]
+        if not path.exists():
+            pytest.fail(
+                f"{bundle.name}: bundle.json does not say how its calibration sample was made "
+                f"and {sample['path']} is not here: re-export it (nae export records it)"
+            )
+        sample = {**sample, **describe_sample(path)}
+    if sample["sample_config"] is None:
+        pytest.skip(f"{bundle.name}: calibrated on converted public data: no generator to rerun")
+    avoid = [*sample["shard_seeds"]]
+    for trained_on in provenance.get("training_samples", []):
+        avoid += trained_on.get("shard_seeds", [])
+    if bundle.kind == "event":
+        return "events", EventSampleConfig.model_validate(sample["sample_config"]), avoid
+    return "jets", JetSampleConfig.model_validate(sample["sample_config"]), avoid
+
+
+@pytest.mark.pythia
+@pytest.mark.slow
+def test_a_fresh_background_passes_each_working_point_at_its_calibrated_rate(
+    shipped_bundle: Path, pythia_sample: Callable[..., Path]
+) -> None:
+    bundle = verify_bundle(shipped_bundle)
+    verb, config, avoid = calibration_origin(bundle, root=shipped_bundle.parents[2])
+    seed = FRESH_SEEDS.get(config.process, FRESH_SEED_OTHER)
+    fresh = pythia_sample(verb, config, N_FRESH, seed)
+    overlap = set(describe_sample(fresh)["shard_seeds"]) & set(avoid)
+    assert not overlap, f"seed {seed} repeats shards {overlap} the bundle was made from"
+    failures = []
+    for model_file in bundle.files:
+        summary = score_bundle(shipped_bundle, fresh, model_file=model_file)
+        assert summary.n_events == N_FRESH
+        for point in bundle.working_points:
+            passing = summary.passing[point.name]
+            expected = N_FRESH * point.background_efficiency
+            confidence = CONFIDENCE if expected >= MIN_EXPECTED else CONFIDENCE_SPARSE
+            low, high = clopper_pearson(passing.n_passing, N_FRESH, confidence=confidence)
+            if not low <= point.background_efficiency <= high:
+                calibrated_low, calibrated_high = point.background_efficiency_ci95
+                failures.append(
+                    f"{model_file} {point.name}: {passing.n_passing} of {N_FRESH} fresh "
+                    f"{config.process} events pass (CP {confidence:.1%} [{low:.3g}, "
+                    f"{high:.3g}]), calibrated {point.background_efficiency:.3g} "
+                    f"[{calibrated_low:.3g}, {calibrated_high:.3g}] on {point.n_background:,}"
+                )
+    assert not failures, f"{bundle.name} v{bundle.version}: " + "; ".join(failures)
+
+
+def test_a_changed_byte_in_any_onnx_file_is_refused(
+    shipped_bundle: Path, tmp_path: Path, nae: Callable
+) -> None:
+    bundle = load_bundle(shipped_bundle)
+    for model_file in bundle.files:
+        models = tmp_path / model_file / "models"
+        copy = shutil.copytree(shipped_bundle, models / bundle.name / str(bundle.version))
+        data = bytearray((copy / model_file).read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (copy / model_file).write_bytes(bytes(data))
+        with pytest.raises(BadBundle, match=rf"{model_file} has sha256 .* promises"):
+            verify_bundle(copy)
+        refused = nae("bundle", "verify", copy)
+        assert refused.returncode == 1 and f"{model_file} has sha256" in refused.stderr
+        with TestClient(create_app(Settings(models_dir=models))) as client:
+            assert client.get(f"/models/{bundle.name}").status_code == 404
+            ready = client.get("/v2/health/ready")
+        assert ready.status_code == 503 and "refused" in ready.json()["reason"]
