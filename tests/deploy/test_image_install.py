@@ -1,7 +1,8 @@
 """The Docker image's install steps, replayed in a fresh venv because CI has no Docker engine:
 build the wheel from exactly the files the build stage copies, install it with only the
 ``serve`` extra as the final stage does, check torch stayed out, and serve a bundle from that
-venv as the image's CMD does."""
+venv as the image's CMD does; then serve what the image bakes in (the repository's models/)
+and probe it as its HEALTHCHECK does."""
 
 from __future__ import annotations
 
@@ -116,3 +117,75 @@ def test_serves_from_the_serve_only_install(served_port: int) -> None:
         connection.close()
     assert response.status == 200, answer
     assert answer["scores"] == [0.0]
+
+
+@pytest.fixture
+def baked_port(
+    serve_venv: Path,
+    tmp_path: Path,
+    loopback_port: Callable[[], int],
+    running_process: Callable[..., AbstractContextManager[object]],
+) -> Iterator[tuple[int, Path]]:
+    """``nae serve`` from the serve-only venv on a copy of what ``COPY models/ /app/models/``
+    puts in the image (the .dockerignore keeps all of models/ but bytecode)."""
+    models = shutil.copytree(
+        ROOT / "models", tmp_path / "app" / "models", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    port = loopback_port()
+    command = [serve_venv / "bin" / "nae", "serve", "--models", models]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    env = {"PATH": str(serve_venv / "bin"), "OMP_NUM_THREADS": "1"}
+    with running_process(command, tmp_path / "serve.log", env):
+        yield port, models
+
+
+def test_the_image_is_healthy_exactly_when_it_bakes_in_bundles(
+    baked_port: tuple[int, Path],
+) -> None:
+    """With the shipped bundles the health check (strict readiness) passes and each bundle
+    scores its kind's example file; with none yet it fails, saying why (models/README.md)."""
+    port, models = baked_port
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    status, answer = None, {}
+    while time.monotonic() < deadline and status != 200:
+        time.sleep(0.2)
+        try:
+            status, answer = _request(port, "GET", "/v2/health/ready")
+        except OSError:
+            continue
+        if status == 503 and answer.get("reason") != "bundles are still loading":
+            break
+    bundles = sorted(path.parent for path in models.glob("*/*/bundle.json"))
+    if not bundles:
+        assert (status, answer) == (503, {"ready": False, "reason": "no bundle is loaded"})
+        return
+    assert status == 200, answer
+    examples = json.loads((ROOT / "examples" / "examples.json").read_text())
+    for directory in bundles:
+        bundle = json.loads((directory / "bundle.json").read_text())
+        stem = next(
+            (
+                entry["stem"]
+                for entry in examples
+                if (entry["kind"], entry["shape"]) == (bundle["kind"], bundle["input"]["shape"])
+            ),
+            None,
+        )
+        assert stem, f"examples/ has no {bundle['kind']} input of shape {bundle['input']['shape']}"
+        body = (ROOT / "examples" / f"{stem}.npy").read_bytes()
+        path = f"/score?model={bundle['name']}"
+        status, answer = _request(port, "POST", path, body, {"Content-Type": "application/x-npy"})
+        assert status == 200, answer
+        assert answer["model"] == bundle["name"] and len(answer["scores"]) == 4
+
+
+def _request(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+) -> tuple[int, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, body, headers or {})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
