@@ -1,16 +1,23 @@
-"""Benchmarks of the scoring service against raw ONNX Runtime (issue 3, item 8).
+"""Benchmarks of the scoring service against raw ONNX Runtime (issue 3, item 8), and of each
+shipped bundle's int8 model against its fp32 model (issue 9).
 
     .venv/bin/python -m benchmarks.service [--seconds 2] [--rounds 3]
+    .venv/bin/python -m benchmarks.service --bundle models/events-sm-nae/1 models/jets-...
+    .venv/bin/python -m benchmarks.service --bundle models/*/1 --parts int8 --out B.json
 
 (run as a module from the repository root: as a plain script, this file's name would shadow the
 ``service`` package it benchmarks)
 
 Prints one table per experiment and writes everything, with a description of the machine, to
-benchmarks/results/service.json; docs/performance.md discusses the numbers.
+benchmarks/results/service.json (``--out``); docs/performance.md discusses the numbers.
 
-The served bundle is a dense autoencoder on the 19x4 trigger event (76-64-32-8-32-64-76, ReLU,
-standardisation in the graph, score = mean squared reconstruction error), built with onnx.helper
-from seeded random weights: a realistic ONNX Runtime cost per event without needing torch.
+Without ``--bundle`` the served bundle is a dense autoencoder on the 19x4 trigger event
+(76-64-32-8-32-64-76, ReLU, standardisation in the graph, score = mean squared reconstruction
+error), built with onnx.helper from seeded random weights: a realistic ONNX Runtime cost per
+event without needing torch. ``--bundle DIR...`` benchmarks those bundles instead (any kind:
+event, jet-image, jet-features), each served with its recommended file, on the real Pythia
+inputs of examples/ for its kind and shape (``examples/examples.json``), repeated to the batch
+size.
 
 How the numbers are taken, and why:
 
@@ -26,6 +33,11 @@ How the numbers are taken, and why:
 - wrk is closed-loop, so single-event latency is also measured open-loop: a separate Python
   process sends requests at Poisson arrival times over keep-alive connections and measures each
   latency from the scheduled arrival, so queueing delay is counted (no coordinated omission).
+- int8 against fp32 (part ``int8``, bundles that ship ``model.int8.onnx``): both files loaded by
+  the service's ``OnnxModel`` (1 intra-op thread, spinning off), at batch 1, 256 and 4096, in
+  paired rounds that call fp32 and int8 in turn (the order alternating) for about the same CPU
+  time each; per round the ratio of CPU time per call, reported as the median over rounds with
+  its range. CPU time (this process's), not wall time, so a busy sibling core counts less.
 """
 
 from __future__ import annotations
@@ -47,7 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,6 +80,7 @@ from service.bundle import (
     write_bundle,
 )
 from service.runtime import OnnxModel
+from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "service.json"
@@ -77,7 +90,9 @@ LAYER_WIDTHS = (76, 64, 32, 8, 32, 64, 76)
 BATCH_SIZES = (1, 100, 1_000, 10_000)
 CLIENT_COUNTS = (1, 8)
 FORMATS = ("json", "npy", "raw", "v2")
-PARTS = ("latency", "batching")  # besides the throughput matrix
+PARTS = ("throughput", "latency", "batching", "int8")
+INT8_BATCH_SIZES = (1, 256, 4096)  # the export's int8 gate times the same batch sizes
+EXAMPLES = ROOT / "examples"
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 
@@ -194,26 +209,27 @@ class Request:
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
 
 
-def request_for(fmt: str, x: np.ndarray) -> Request:
-    """The request carrying events ``x`` (N, 19, 4) in one of FORMATS. Binary formats ask for a
-    binary answer too, so neither direction builds per-number Python objects."""
+def request_for(fmt: str, x: np.ndarray, name: str = BUNDLE_NAME) -> Request:
+    """The request carrying inputs ``x`` (N, *input_shape) to bundle ``name`` in one of FORMATS.
+    Binary formats ask for a binary answer too, so neither direction builds per-number Python
+    objects."""
     if fmt == "json":
         # Clients send decimal text: round to 4 decimals (float64, so orjson writes it short).
         inputs = x.astype(np.float64).round(4).tolist()
-        body = orjson.dumps({"model": BUNDLE_NAME, "inputs": inputs})
+        body = orjson.dumps({"model": name, "inputs": inputs})
         return Request("/score", {"Content-Type": "application/json"}, body)
     if fmt == "npy":
         stream = io.BytesIO()
         np.save(stream, x)
         headers = {"Content-Type": "application/x-npy", "Accept": "application/x-npy"}
-        return Request(f"/score?model={BUNDLE_NAME}", headers, stream.getvalue())
+        return Request(f"/score?model={name}", headers, stream.getvalue())
     if fmt == "raw":
         headers = {
             "Content-Type": "application/octet-stream",
             "X-Shape": ",".join(map(str, x.shape)),
             "Accept": "application/x-npy",
         }
-        return Request(f"/score?model={BUNDLE_NAME}", headers, x.astype("<f4").tobytes())
+        return Request(f"/score?model={name}", headers, x.astype("<f4").tobytes())
     if fmt == "v2":
         header = orjson.dumps(
             {
@@ -232,7 +248,7 @@ def request_for(fmt: str, x: np.ndarray) -> Request:
             "Content-Type": "application/octet-stream",
             "Inference-Header-Content-Length": str(len(header)),
         }
-        return Request(f"/v2/models/{BUNDLE_NAME}/infer", headers, header + x.tobytes())
+        return Request(f"/v2/models/{name}/infer", headers, header + x.tobytes())
     raise ValueError(f"unknown format {fmt!r}, expected one of {FORMATS}")
 
 
@@ -495,27 +511,90 @@ async def _poisson_client(
     return {"sent": len(latencies), "p50_ms": float(p50), "p99_ms": float(p99)}
 
 
+# --- what is benchmarked ---------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """One served bundle: its name, its directory, the recommended model as the service runs
+    it, and ``inputs(n, seed)``, a batch (n, *input_shape) float32 it accepts."""
+
+    name: str
+    directory: Path
+    model: OnnxModel
+    inputs: Callable[[int, int], np.ndarray]
+
+
+def synthetic_target(models_dir: Path) -> Target:
+    """The seeded benchmark bundle (``write_benchmark_bundle``) and its synthetic events."""
+    directory = write_benchmark_bundle(models_dir)
+    model = OnnxModel(load_bundle(directory), directory, intra_op_threads=1)
+    return Target(BUNDLE_NAME, directory, model, lambda n, seed: events_from_seed(n, seed))
+
+
+def bundle_targets(directories: list[Path], models_dir: Path) -> list[Target]:
+    """Each bundle directory linked into ``models_dir`` as NAME/VERSION (the layout the service
+    reads), with the examples/ inputs of its kind and shape as its requests."""
+    targets = []
+    for directory in directories:
+        bundle = load_bundle(directory)
+        link = models_dir / bundle.name / str(bundle.version)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(directory.resolve(), target_is_directory=True)
+        model = OnnxModel(bundle, link, intra_op_threads=1)
+        targets.append(Target(bundle.name, link, model, _example_inputs(bundle)))
+    return targets
+
+
+def _example_inputs(bundle: Bundle) -> Callable[[int, int], np.ndarray]:
+    """``inputs(n, seed)``: the examples/ file of the bundle's kind and input shape, its events
+    in a seeded random order, repeated to n."""
+    manifest = json.loads((EXAMPLES / "examples.json").read_text())
+    stems = [
+        entry["stem"]
+        for entry in manifest
+        if (entry["kind"], entry["shape"]) == (bundle.kind, bundle.input.shape)
+    ]
+    if not stems:
+        sys.exit(
+            f"{bundle.name}: examples/ holds no {bundle.kind} input of shape {bundle.input.shape}"
+        )
+    pool = np.concatenate([np.load(EXAMPLES / f"{stem}.npy") for stem in stems])
+
+    def inputs(n: int, seed: int) -> np.ndarray:
+        order = np.random.default_rng(seed).integers(len(pool), size=n)
+        return np.ascontiguousarray(pool[order])
+
+    return inputs
+
+
 # --- experiments ------------------------------------------------------------------------------
 
 
 def paired_rounds(
-    model: OnnxModel, server: Server, fmt: str, batch: int, clients: int, args: argparse.Namespace
-) -> dict[str, float]:
-    """Alternate raw ONNX Runtime and HTTP measurements; medians over rounds."""
-    x = events_from_seed(batch, seed=3)
-    request = request_for(fmt, x)
+    target: Target, server: Server, fmt: str, batch: int, clients: int, args: argparse.Namespace
+) -> dict[str, float] | None:
+    """Alternate raw ONNX Runtime and HTTP measurements; medians over rounds. ``None`` for a
+    body above the server's limit (``NAE_MAX_BODY_BYTES``: JSON of 10,000 images, say)."""
+    x = target.inputs(batch, 3)
+    request = request_for(fmt, x, target.name)
+    if len(request.body) > Settings().max_body_bytes:
+        print(f"{target.name} {fmt} {batch}: body of {len(request.body):,} bytes is above "
+              "NAE_MAX_BODY_BYTES: skipped", flush=True)  # fmt: skip
+        return None
     start = time.perf_counter()
     server.post(request)  # the answer must be 200 before it is timed
     # Slow configurations (10,000 events as JSON) run long enough for ~4 requests per client.
     seconds = max(args.seconds, math.ceil(4 * clients * (time.perf_counter() - start)))
     raws, https, ratios = [], [], []
     for _ in range(args.rounds):
-        raw = measure_raw(model, x, args.seconds / 2)
+        raw = measure_raw(target.model, x, args.seconds / 2)
         http = measure_wrk(server, request, batch, clients, seconds)
         raws.append(raw)
         https.append(http)
         ratios.append(http.events_per_s / raw.events_per_s)
     return {
+        "bundle": target.name,
         "format": fmt,
         "events_per_request": batch,
         "clients": clients,
@@ -533,40 +612,46 @@ def paired_rounds(
 
 
 def throughput_matrix(
-    model: OnnxModel, models_dir: Path, args: argparse.Namespace
+    targets: list[Target], models_dir: Path, args: argparse.Namespace
 ) -> tuple[list[dict[str, float]], dict[str, float]]:
-    """Every format x events per request x clients, plus the server's memory afterwards."""
+    """Every bundle x format x events per request x clients on one server, plus the server's
+    memory afterwards."""
     rows = []
     with running_server(models_dir) as server:
         idle = server.memory_mib()["VmRSS"]
-        for fmt in args.formats:
-            for batch in args.batch_sizes:
-                for clients in args.clients:
-                    rows.append(paired_rounds(model, server, fmt, batch, clients, args))
-                    _print_row(rows[-1])
+        for target in targets:
+            for fmt in args.formats:
+                for batch in args.batch_sizes:
+                    for clients in args.clients:
+                        row = paired_rounds(target, server, fmt, batch, clients, args)
+                        if row is not None:
+                            rows.append(row)
+                            _print_row(row)
         memory = {"idle_rss_mib": idle, **server.memory_mib()}
     return rows, memory
 
 
 def single_event_latency(
-    models_dir: Path, single_rate: float, args: argparse.Namespace
+    target: Target, models_dir: Path, single_rate: float, args: argparse.Namespace
 ) -> list[dict[str, float]]:
     """Open-loop Poisson arrivals of single-event JSON requests at fractions of capacity."""
     rows = []
-    request = request_for("json", events_from_seed(1, seed=4))
+    request = request_for("json", target.inputs(1, 4), target.name)
     with running_server(models_dir) as server:
         server.post(request)
         for load in (0.25, 0.5, 0.75):
             result = measure_poisson(server, request, load * single_rate, 8, args.seconds * 4)
-            rows.append({"load": load, "clients": 8, **asdict(result)})
+            rows.append({"bundle": target.name, "load": load, "clients": 8, **asdict(result)})
             print(f"poisson load {load:.0%}: {rows[-1]}", flush=True)
     return rows
 
 
-def micro_batching(models_dir: Path, args: argparse.Namespace) -> list[dict[str, float]]:
+def micro_batching(
+    target: Target, models_dir: Path, args: argparse.Namespace
+) -> list[dict[str, float]]:
     """Single-event JSON requests from 32 clients, micro-batching off and on, paired rounds on
     two servers started side by side (an idle server costs nothing)."""
-    request = request_for("json", events_from_seed(1, seed=5))
+    request = request_for("json", target.inputs(1, 5), target.name)
     rows = []
     with (
         running_server(models_dir) as plain,
@@ -583,6 +668,7 @@ def micro_batching(models_dir: Path, args: argparse.Namespace) -> list[dict[str,
                 events = server.metric_total("nae_batch_size_sum") - events0
                 rows.append(
                     {
+                        "bundle": target.name,
                         "batching": name,
                         "round": round_index,
                         "mean_events_per_ort_call": events / calls if calls else None,
@@ -591,6 +677,59 @@ def micro_batching(models_dir: Path, args: argparse.Namespace) -> list[dict[str,
                 )
                 print(f"micro-batching {name}: {rows[-1]}", flush=True)
     return rows
+
+
+def int8_against_fp32(target: Target, args: argparse.Namespace) -> list[dict[str, object]]:
+    """CPU time per call of the bundle's int8 and fp32 files at ``INT8_BATCH_SIZES``, paired and
+    interleaved; empty when the bundle ships no int8 file."""
+    bundle = target.model.bundle
+    if "model.int8.onnx" not in bundle.files:
+        print(f"{target.name}: no model.int8.onnx (int8 not shipped): int8 part skipped")
+        return []
+    models = {
+        name: OnnxModel(bundle, target.directory, intra_op_threads=1, model_file=name)
+        for name in ("model.onnx", "model.int8.onnx")
+    }
+    rows = []
+    for batch in INT8_BATCH_SIZES:
+        x = target.inputs(batch, 6)
+        calls = _calls_for(models["model.onnx"], x, args.seconds / 4)
+        per_call: dict[str, list[float]] = {name: [] for name in models}
+        for round_index in range(max(args.rounds, 3)):
+            order = list(models) if round_index % 2 == 0 else list(models)[::-1]
+            for name in order:
+                per_call[name].append(_cpu_per_call(models[name], x, calls))
+        ratios = [fp32 / int8 for fp32, int8 in zip(*per_call.values(), strict=True)]
+        rows.append(
+            {
+                "bundle": target.name,
+                "batch_size": batch,
+                "calls_per_round": calls,
+                "rounds": len(ratios),
+                "fp32_cpu_us_per_call": statistics.median(per_call["model.onnx"]) * 1e6,
+                "int8_cpu_us_per_call": statistics.median(per_call["model.int8.onnx"]) * 1e6,
+                "fp32_over_int8": statistics.median(ratios),
+                "fp32_over_int8_min": min(ratios),
+                "fp32_over_int8_max": max(ratios),
+                "recommended": bundle.recommended,
+            }
+        )
+        print(f"int8 {target.name} batch {batch}: {rows[-1]}", flush=True)
+    return rows
+
+
+def _calls_for(model: OnnxModel, x: np.ndarray, cpu_seconds: float) -> int:
+    """Calls of ``model`` on ``x`` that take about ``cpu_seconds`` of CPU (at least 3)."""
+    model.score(x)  # warm-up
+    once = _cpu_per_call(model, x, 3)
+    return max(3, int(cpu_seconds / max(once, 1e-7)))
+
+
+def _cpu_per_call(model: OnnxModel, x: np.ndarray, calls: int) -> float:
+    start = time.process_time()
+    for _ in range(calls):
+        model.score(x)
+    return (time.process_time() - start) / calls
 
 
 def machine() -> dict[str, object]:
@@ -611,50 +750,83 @@ def machine() -> dict[str, object]:
 
 def _print_row(row: dict[str, float]) -> None:
     print(
-        f"{row['format']:>5} {row['events_per_request']:>6} ev/req {row['clients']} clients: "
-        f"http {row['http_events_per_s']:>11,.0f} ev/s  raw {row['raw_events_per_s']:>11,.0f} "
-        f"ev/s  ratio {row['ratio']:6.1%}  server {row['server_cpu_us_per_event']:8.2f} "
-        f"us/ev  p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms",
+        f"{row['bundle']} {row['format']:>5} {row['events_per_request']:>6} ev/req "
+        f"{row['clients']} clients: http {row['http_events_per_s']:>11,.0f} ev/s  raw "
+        f"{row['raw_events_per_s']:>11,.0f} ev/s  ratio {row['ratio']:6.1%}  server "
+        f"{row['server_cpu_us_per_event']:8.2f} us/ev  p50 {row['p50_ms']:.2f} ms  p99 "
+        f"{row['p99_ms']:.2f} ms",
         flush=True,
     )
 
 
 def _print_tables(results: dict[str, object]) -> None:
-    print("\n| format | events/request | clients | HTTP events/s | raw ORT events/s | HTTP/raw "
-          "(median) | server CPU us/event | raw CPU us/event | p50 ms | p99 ms |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for row in results["throughput"]:
+    if results.get("throughput"):
         print(
-            f"| {row['format']} | {row['events_per_request']:,} | {row['clients']} "
-            f"| {row['http_events_per_s']:,.0f} | {row['raw_events_per_s']:,.0f} "
+            "\n| bundle | format | events/request | clients | HTTP events/s | raw ORT events/s "
+            "| HTTP/raw (median) | server CPU us/event | raw CPU us/event | p50 ms | p99 ms |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+    for row in results.get("throughput", []):
+        print(
+            f"| {row['bundle']} | {row['format']} | {row['events_per_request']:,} "
+            f"| {row['clients']} | {row['http_events_per_s']:,.0f} "
+            f"| {row['raw_events_per_s']:,.0f} "
             f"| {row['ratio']:.1%} ({row['ratio_min']:.1%}-{row['ratio_max']:.1%}) "
             f"| {row['server_cpu_us_per_event']:.2f} | {row['raw_cpu_us_per_event']:.3f} "
             f"| {row['p50_ms']:.2f} | {row['p99_ms']:.2f} |"
         )
-    print("\n| Poisson load | requests/s | p50 ms | p99 ms | server CPU us/request |")
-    print("|---:|---:|---:|---:|---:|")
+    if results.get("single_event_poisson"):
+        print("\n| bundle | Poisson load | requests/s | p50 ms | p99 ms | server CPU us/request |")
+        print("|---|---:|---:|---:|---:|---:|")
     for row in results.get("single_event_poisson", []):
         print(
-            f"| {row['load']:.0%} | {row['events_per_s']:,.0f} | {row['p50_ms']:.2f} "
-            f"| {row['p99_ms']:.2f} | {row['cpu_us_per_event']:.0f} |"
+            f"| {row['bundle']} | {row['load']:.0%} | {row['events_per_s']:,.0f} "
+            f"| {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['cpu_us_per_event']:.0f} |"
         )
-    print("\n| micro-batching | round | requests/s | events per ORT call | p50 ms | p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|")
+    if results.get("micro_batching_32_clients"):
+        print(
+            "\n| bundle | micro-batching | round | requests/s | events per ORT call | p50 ms "
+            "| p99 ms |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|")  # fmt: skip
     for row in results.get("micro_batching_32_clients", []):
         per_call = row["mean_events_per_ort_call"]
         print(
-            f"| {row['batching']} | {row['round']} | {row['events_per_s']:,.0f} "
-            f"| {per_call if per_call is None else f'{per_call:.1f}'} "
+            f"| {row['bundle']} | {row['batching']} | {row['round']} "
+            f"| {row['events_per_s']:,.0f} | {per_call if per_call is None else f'{per_call:.1f}'} "
             f"| {row['p50_ms']:.2f} | {row['p99_ms']:.2f} |"
         )
-    print(f"\nmemory (one worker): {results['memory_mib']}")
+    if results.get("int8_against_fp32"):
+        print(
+            "\n| bundle | batch | fp32 CPU us/call | int8 CPU us/call | fp32/int8 (median, range) "
+            "| recommended |"
+        )
+        print("|---|---:|---:|---:|---:|---|")  # fmt: skip
+    for row in results.get("int8_against_fp32", []):
+        print(
+            f"| {row['bundle']} | {row['batch_size']:,} | {row['fp32_cpu_us_per_call']:,.1f} "
+            f"| {row['int8_cpu_us_per_call']:,.1f} | x{row['fp32_over_int8']:.2f} "
+            f"(x{row['fp32_over_int8_min']:.2f}-x{row['fp32_over_int8_max']:.2f}) "
+            f"| {row['recommended']} |"
+        )
+    if "memory_mib" in results:
+        print(f"\nmemory (one worker): {results['memory_mib']}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=2, help="shortest HTTP run (whole s)")
     parser.add_argument("--rounds", type=int, default=3, help="paired rounds per configuration")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results (%(default)s)")
+    parser.add_argument(
+        "--bundle",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="bundle directories models/NAME/VERSION to benchmark (default: the synthetic "
+        "bench-ae bundle); their inputs are examples/ of their kind and shape",
+    )
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=FORMATS)
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=BATCH_SIZES)
     parser.add_argument("--clients", nargs="+", type=int, default=CLIENT_COUNTS)
@@ -663,34 +835,52 @@ def main() -> None:
         nargs="*",
         choices=PARTS,
         default=PARTS,
-        help="experiments to run (latency needs the JSON 1-event 8-client throughput row)",
+        help="experiments to run (latency needs the throughput part's JSON 1-event 8-client "
+        "row; int8 needs bundles that ship model.int8.onnx)",
     )
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk not found: apt-get install -y wrk")
+    if set(args.parts) - {"int8"} and shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk (or --parts int8 alone, which needs none)")
     results: dict[str, object] = {"machine_before": machine(), "settings": vars(args)}
     with tempfile.TemporaryDirectory() as scratch:
         models_dir = Path(scratch) / "models"
-        bundle_dir = write_benchmark_bundle(models_dir)
-        model = OnnxModel(load_bundle(bundle_dir), bundle_dir, intra_op_threads=1)
-        throughput, memory = throughput_matrix(model, models_dir, args)
-        results["throughput"], results["memory_mib"] = throughput, memory
-        single_rate = next(
-            (
-                row["http_events_per_s"]
-                for row in throughput
-                if (row["format"], row["events_per_request"], row["clients"]) == ("json", 1, 8)
-            ),
-            None,
+        models_dir.mkdir()
+        targets = (
+            bundle_targets(args.bundle, models_dir)
+            if args.bundle
+            else [synthetic_target(models_dir)]
         )
-        if "latency" in args.parts and single_rate is not None:
-            results["single_event_poisson"] = single_event_latency(models_dir, single_rate, args)
-        if "batching" in args.parts:
-            results["micro_batching_32_clients"] = micro_batching(models_dir, args)
+        results["bundles"] = [
+            {"name": t.name, "directory": str(t.directory.resolve()), "file": t.model.model_file}
+            for t in targets
+        ]
+        if "throughput" in args.parts:
+            throughput, memory = throughput_matrix(targets, models_dir, args)
+            results["throughput"], results["memory_mib"] = throughput, memory
+        for target in targets:
+            single_rate = next(
+                (
+                    row["http_events_per_s"]
+                    for row in results.get("throughput", [])
+                    if (row["bundle"], row["format"], row["events_per_request"], row["clients"])
+                    == (target.name, "json", 1, 8)
+                ),
+                None,
+            )
+            if "latency" in args.parts and single_rate is not None:
+                rows = single_event_latency(target, models_dir, single_rate, args)
+                results.setdefault("single_event_poisson", []).extend(rows)
+            if "batching" in args.parts:
+                rows = micro_batching(target, models_dir, args)
+                results.setdefault("micro_batching_32_clients", []).extend(rows)
+            if "int8" in args.parts:
+                rows = int8_against_fp32(target, args)
+                results.setdefault("int8_against_fp32", []).extend(rows)
     results["machine_after"] = machine()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     _print_tables(results)
+    print(f"\nresults in {args.out}")
 
 
 def _poisson_main() -> None:
