@@ -23,6 +23,14 @@ What is stored per working point, and why:
 
 Fewer than ``training.metrics.MIN_PASSING_EVENTS`` expected passing events are refused with the
 sample size needed: a threshold set by a handful of events has an interval too wide to serve.
+
+``check_rate`` is the one rule by which a fresh background sample (other seeds) confirms a
+calibrated working point: the calibrated efficiency must lie inside the fresh count's
+Clopper-Pearson interval, at 99% where the fresh sample expects at least
+``MIN_EXPECTED_PASSING`` passing events and at 99.9% below (too few to measure a rate, but
+enough to catch a gross miscalibration). Clopper-Pearson is conservative, so a right threshold
+fails it with probability below 1% (0.1%), a little more for the calibration sample's own
+spread.
 """
 
 from __future__ import annotations
@@ -37,14 +45,20 @@ from training.metrics import Interval, clopper_pearson, threshold_at_efficiency
 
 __all__ = [
     "CONFIDENCE",
+    "MIN_EXPECTED_PASSING",
     "Efficiency",
+    "RateCheck",
     "WorkingPointCalibration",
     "calibrate",
+    "check_rate",
     "measure_efficiency",
     "working_point_name",
 ]
 
 CONFIDENCE = 0.95  # the bundle contract's ``background_efficiency_ci95``
+MIN_EXPECTED_PASSING = 5  # fresh events expected to pass for the 99% check (``check_rate``)
+RATE_CHECK_CONFIDENCE = 0.99
+RATE_CHECK_CONFIDENCE_SPARSE = 0.999
 
 
 class Efficiency(NamedTuple):
@@ -159,6 +173,31 @@ def measure_efficiency(scores: np.ndarray, threshold: float) -> Efficiency:
         n_passing / len(scores),
         clopper_pearson(n_passing, len(scores), confidence=CONFIDENCE),
     )
+
+
+class RateCheck(NamedTuple):
+    """``check_rate``'s verdict: ``n_passing`` of ``n_events`` fresh events pass, ``interval``
+    is their Clopper-Pearson interval at ``confidence``, ``consistent`` whether it holds the
+    calibrated ``efficiency``."""
+
+    n_passing: int
+    n_events: int
+    efficiency: float
+    confidence: float
+    interval: Interval
+    consistent: bool
+
+
+def check_rate(n_passing: int, n_events: int, efficiency: float) -> RateCheck:
+    """Whether ``n_passing`` of ``n_events`` fresh background events passing a working point
+    agree with its calibrated background ``efficiency`` (the rule of the module docstring)."""
+    if n_events < 1 or not 0 <= n_passing <= n_events:
+        raise BadSample(f"{n_passing} passing of {n_events} events is not a count")
+    sparse = n_events * efficiency < MIN_EXPECTED_PASSING
+    confidence = RATE_CHECK_CONFIDENCE_SPARSE if sparse else RATE_CHECK_CONFIDENCE
+    interval = clopper_pearson(n_passing, n_events, confidence=confidence)
+    consistent = bool(interval.low <= efficiency <= interval.high)
+    return RateCheck(n_passing, n_events, efficiency, confidence, interval, consistent)
 
 
 def working_point_name(efficiency: float) -> str:

@@ -7,7 +7,10 @@ samples with their content hashes; the metrics per signal with their uncertainti
 ONNX Runtime on the calibration sample); the working points with thresholds and Clopper-Pearson
 intervals on efficiency and rate; the int8 gate (speed at batch 1, 256 and 4096, Spearman, AUC
 change, efficiencies at the fp32 and the int8 model's own thresholds, shipped or not and why);
-the files and their size on disk; and the commands that rebuild it.
+the files and their size on disk; the commands that rebuild it; and, where a fresh background
+sample of the calibration process is at hand (``data/fresh/<process>``, ``make fresh-samples``,
+or ``--fresh``), the fraction of it passing each working point through the service's runtime,
+judged by ``training.calibration.check_rate``.
 
 The bundle is checked first with the service's loader (``training.bundles.verify_bundle``): a
 card never describes files other than those the service would serve. The commands come from
@@ -46,21 +49,28 @@ _KINDS = {"jet-image": "jet images", "jet-features": "jet substructure features"
 
 class Card(NamedTuple):
     """A bundle's card: its ``markdown``, the ``metrics_path`` it quotes (``None``: only the
-    export's metrics) and the index ``row`` of ``write_cards``' table."""
+    export's metrics), the ``fresh_path`` it checked the working points on (``None``: none
+    found) and the index ``row`` of ``write_cards``' table."""
 
     bundle: Bundle
     markdown: str
     metrics_path: Path | None
+    fresh_path: Path | None
     row: dict[str, str]
 
 
 def bundle_card(
-    directory: str | Path, *, metrics: str | Path | None = None, root: str | Path = "."
+    directory: str | Path,
+    *,
+    metrics: str | Path | None = None,
+    fresh: str | Path | None = None,
+    root: str | Path = ".",
 ) -> Card:
     """The card of the bundle in ``directory``. ``metrics`` is the run's ``metrics.json``
     (default: ``RUN/evaluation/CHECKPOINT/metrics.json`` of the bundle's run, where it
-    exists); relative paths of the provenance are taken from ``root`` (where ``nae export``
-    ran, the repository root)."""
+    exists); ``fresh`` a background sample of the calibration process with other seeds
+    (default: ``data/fresh/<process>``, where it exists); relative paths of the provenance
+    are taken from ``root`` (where ``nae export`` ran, the repository root)."""
     directory = Path(directory)
     bundle = verify_bundle(directory)
     _check_names(directory, bundle)
@@ -68,17 +78,22 @@ def bundle_card(
     provenance = extra.get("provenance", {})
     metrics_path = _metrics_path(provenance, metrics, Path(root))
     report = _read_metrics(metrics_path, provenance) if metrics_path is not None else None
+    fresh_path = _fresh_path(provenance, fresh, Path(root))
+    fresh_rows = _fresh_checks(directory, bundle, fresh_path) if fresh_path else None
     sections = [
         _header(bundle, directory),
         _files(directory, bundle),
         _data(provenance),
         _metrics(bundle, report, metrics_path),
         _working_points(bundle),
+        _fresh(fresh_path, fresh_rows),
         _int8(extra.get("int8")),
         _rebuild(bundle, directory, provenance, report),
     ]
     markdown = "\n\n".join(section.strip("\n") for section in sections) + "\n"
-    return Card(bundle, markdown, metrics_path, _row(bundle, directory))
+    row = _row(bundle, directory)
+    row["fresh check"] = _fresh_verdict(fresh_rows)
+    return Card(bundle, markdown, metrics_path, fresh_path, row)
 
 
 def write_cards(
@@ -105,7 +120,10 @@ def write_cards(
         written.append(path)
         rows.append({**card.row, "card": _link(path, Path(readme).parent if readme else out_dir)})
         if progress is not None:
-            progress(f"{path} ({card.metrics_path or 'export metrics only'})")
+            notes = [str(card.metrics_path or "export metrics only")]
+            if card.fresh_path is not None:
+                notes.append(f"fresh {card.fresh_path}: {card.row['fresh check']}")
+            progress(f"{path} ({'; '.join(notes)})")
     if readme is not None:
         _replace_table(Path(readme), rows)
     return written
@@ -331,6 +349,100 @@ def _working_points(bundle: Bundle) -> str:
             _table(header, rows),
         ]
     )
+
+
+def _fresh(path: Path | None, rows: list[list[str]] | None) -> str:
+    lines = ["## On a fresh background", ""]
+    if path is None or rows is None:
+        lines.append(
+            "No fresh background sample was found (`make fresh-samples` makes one per "
+            "calibration process in `data/fresh/`; or give one with `--fresh`). "
+            "`tests/integration/test_shipped_bundles.py` makes a small one on every test run."
+        )
+        return "\n".join(lines)
+    from training.data.shards import hash_sample
+
+    lines += [
+        f"`{path}` (content sha256 `{hash_sample(path)}`; its shards share no seed with the "
+        "samples above), scored through the service's runtime with each shipped file. "
+        "Check: the calibrated efficiency inside the fresh "
+        "count's Clopper-Pearson interval, 99% where 5 or more fresh events are expected to "
+        "pass, else 99.9% (`training.calibration.check_rate`).",
+        "",
+        _table(
+            [
+                "file",
+                "working point",
+                "calibrated eps_B [CP 95%]",
+                "fresh passing / events",
+                "fresh eps_B [CP 95%]",
+                "check",
+            ],
+            rows,
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def _fresh_checks(directory: Path, bundle: Bundle, path: Path) -> list[list[str]]:
+    """One row per shipped file and working point: the fresh sample scored as the service
+    scores it, and ``check_rate``'s verdict."""
+    from training.bundles import score_bundle
+    from training.calibration import check_rate
+
+    rows = []
+    for model_file in bundle.files:
+        summary = score_bundle(directory, path, model_file=model_file)
+        for point in bundle.working_points:
+            passing = summary.passing[point.name]
+            check = check_rate(passing.n_passing, passing.n_events, point.background_efficiency)
+            low, high = point.background_efficiency_ci95
+            verdict = "consistent" if check.consistent else "**inconsistent**"
+            rows.append(
+                [
+                    f"`{model_file}`",
+                    f"`{point.name}`",
+                    f"{point.background_efficiency:.3g} [{low:.3g}, {high:.3g}]",
+                    f"{passing.n_passing:,} / {passing.n_events:,}",
+                    f"{passing.value:.3g} [{passing.ci95.low:.3g}, {passing.ci95.high:.3g}]",
+                    f"{verdict} (CP {check.confidence:.1%} [{check.interval.low:.3g}, "
+                    f"{check.interval.high:.3g}])",
+                ]
+            )
+    return rows
+
+
+def _fresh_path(provenance: Mapping[str, Any], fresh: str | Path | None, root: Path) -> Path | None:
+    """The fresh sample to check on (given, or ``data/fresh/<process>`` of the calibration
+    sample's process), refused when it shares a shard seed with the bundle's samples."""
+    from training.data.shards import describe_sample
+
+    calibration = provenance.get("calibration_sample", {})
+    if fresh is None:
+        process = calibration.get("process")
+        candidate = root / "data" / "fresh" / str(process)
+        if process is None or not candidate.is_dir():
+            return None
+        fresh = candidate
+    path = Path(fresh)
+    if not path.exists():
+        raise NaeError(f"--fresh {path}: no such sample")
+    samples = [calibration, *provenance.get("training_samples", [])]
+    used = {seed for sample in samples for seed in sample.get("shard_seeds", [])}
+    shared = sorted(set(describe_sample(path)["shard_seeds"]) & used)
+    if shared:
+        raise NaeError(
+            f"{path} shares shards (seeds {shared[:3]}) with the bundle's training or "
+            "calibration samples: a fresh sample needs other seeds"
+        )
+    return path
+
+
+def _fresh_verdict(rows: list[list[str]] | None) -> str:
+    if rows is None:
+        return "-"
+    failing = sorted({row[1].strip("`") for row in rows if "inconsistent" in row[-1]})
+    return "consistent" if not failing else "inconsistent at " + ", ".join(failing)
 
 
 def _int8(record: Mapping[str, Any] | None) -> str:

@@ -664,24 +664,36 @@ def bundle_card_command(
             "RUN/evaluation/CHECKPOINT/metrics.json of the bundle's run, where it exists).",
         ),
     ] = None,
+    fresh: Annotated[
+        Path | None,
+        typer.Option(
+            "--fresh",
+            help="A background sample of the calibration process with other seeds, to check "
+            "the working points on (default: data/fresh/PROCESS, where it exists).",
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Markdown file to write (default: stdout).")
     ] = None,
     root: _Root = Path("."),
 ) -> None:
     """Write a bundle's model card (markdown): samples and their hashes, metrics per signal
-    with uncertainties, working points with Clopper-Pearson intervals, the int8 gate, files
-    and sizes, and the commands that rebuild it. The bundle is verified first."""
+    with uncertainties, working points with Clopper-Pearson intervals and their check on a
+    fresh background, the int8 gate, files and sizes, and the commands that rebuild it. The
+    bundle is verified first."""
     from training.cards import bundle_card
 
-    card = bundle_card(directory, metrics=metrics, root=root)
+    card = bundle_card(directory, metrics=metrics, fresh=fresh, root=root)
     if out is None:
         typer.echo(card.markdown, nl=False)
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(card.markdown)
     quoted = card.metrics_path or "none found: export metrics only"
-    typer.echo(f"{card.bundle.name} v{card.bundle.version}: card {out} (metrics {quoted})")
+    typer.echo(
+        f"{card.bundle.name} v{card.bundle.version}: card {out} (metrics {quoted}; fresh "
+        f"background {card.fresh_path or 'none found'}: {card.row['fresh check']})"
+    )
 
 
 @bundle_app.command("cards")

@@ -5,11 +5,12 @@ generation config of the bundle's calibration sample (from its bundle.json prove
 seeds 90xx, apart from the training (101-103) and test/calibration (201-208) seeds, and its
 shard seeds are checked to share none with the calibration or training samples. It is scored
 through the service's runtime (``nae bundle score``'s code: the service's loader, input checks
-and ``OnnxModel``) with every ONNX file the bundle ships. The rule, per working point with
-calibrated background efficiency eps and k of the n fresh events passing:
+and ``OnnxModel``) with every ONNX file the bundle ships. The rule is
+``training.calibration.check_rate``, per working point with calibrated background efficiency
+eps and k of the n fresh events passing:
 
-- where the fresh sample expects at least ``MIN_EXPECTED`` passing events (n x eps >= 5), eps
-  must lie inside the fresh sample's Clopper-Pearson 99% interval of k of n;
+- where the fresh sample expects at least 5 passing events (n x eps >= 5), eps must lie inside
+  the fresh sample's Clopper-Pearson 99% interval of k of n;
 - elsewhere (too few expected to measure a rate) inside its 99.9% interval, which still
   catches a gross miscalibration (a 1e-4 working point passing 1% of new events).
 
@@ -39,14 +40,11 @@ from service.app import create_app
 from service.bundle import Bundle, load_bundle
 from service.settings import Settings
 from training.bundles import score_bundle, verify_bundle
+from training.calibration import check_rate
 from training.data.shards import describe_sample
 from training.errors import BadBundle
-from training.metrics import clopper_pearson
 
 N_FRESH = 1_000  # per background process, shared by every bundle calibrated on it
-MIN_EXPECTED = 5
-CONFIDENCE = 0.99
-CONFIDENCE_SPARSE = 0.999
 # 90xx: the test-sample seed (201-208, Makefile) of the process with 200 replaced by 9000.
 FRESH_SEEDS = {"qcd": 9001, "top": 9002, "dark": 9003, "sm": 9004}
 FRESH_SEED_OTHER = 9099
@@ -98,14 +96,13 @@ def test_a_fresh_background_passes_each_working_point_at_its_calibrated_rate(
         assert summary.n_events == N_FRESH
         for point in bundle.working_points:
             passing = summary.passing[point.name]
-            expected = N_FRESH * point.background_efficiency
-            confidence = CONFIDENCE if expected >= MIN_EXPECTED else CONFIDENCE_SPARSE
-            low, high = clopper_pearson(passing.n_passing, N_FRESH, confidence=confidence)
-            if not low <= point.background_efficiency <= high:
+            check = check_rate(passing.n_passing, N_FRESH, point.background_efficiency)
+            if not check.consistent:
+                low, high = check.interval
                 calibrated_low, calibrated_high = point.background_efficiency_ci95
                 failures.append(
                     f"{model_file} {point.name}: {passing.n_passing} of {N_FRESH} fresh "
-                    f"{config.process} events pass (CP {confidence:.1%} [{low:.3g}, "
+                    f"{config.process} events pass (CP {check.confidence:.1%} [{low:.3g}, "
                     f"{high:.3g}]), calibrated {point.background_efficiency:.3g} "
                     f"[{calibrated_low:.3g}, {calibrated_high:.3g}] on {point.n_background:,}"
                 )

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from service.bundle import REFERENCE_RATE_HZ, WorkingPoint
-from training.calibration import calibrate, measure_efficiency, working_point_name
+from training.calibration import calibrate, check_rate, measure_efficiency, working_point_name
 from training.errors import BadSample, TooFewEvents
 from training.metrics import clopper_pearson
 
@@ -70,3 +70,23 @@ def test_measure_efficiency_and_names() -> None:
     assert working_point_name(1e-4) == "eff_1e-4"
     assert working_point_name(2.5e-4) == "eff_2.5e-4"
     assert working_point_name(0.3) == "eff_3e-1"
+
+
+@pytest.mark.parametrize(("efficiency", "n_events"), [(1e-2, 1_000), (1e-3, 1_000), (1e-3, 20_000)])
+def test_the_fresh_sample_rate_check_rarely_fails_a_right_rate_and_catches_wrong_ones(
+    efficiency: float, n_events: int
+) -> None:
+    """Repeated fresh samples at the calibrated efficiency fail at most ~1% (the 99% check) or
+    ~0.1% (the 99.9% check below 5 expected); most fail at 4x the efficiency (10x where the
+    fresh sample expects a single event: the sparse check only catches gross errors)."""
+    rng = np.random.default_rng(5)
+
+    def failure_rate(true_efficiency: float) -> float:
+        counts = rng.binomial(n_events, true_efficiency, size=2_000)
+        verdicts = {k: check_rate(int(k), n_events, efficiency) for k in np.unique(counts)}
+        return float(np.mean([not verdicts[k].consistent for k in counts]))
+
+    check = check_rate(0, n_events, efficiency)
+    assert check.confidence == (0.99 if n_events * efficiency >= 5 else 0.999)
+    assert failure_rate(efficiency) <= (1 - check.confidence) + 0.006
+    assert failure_rate((4 if n_events * efficiency >= 5 else 10) * efficiency) > 0.5

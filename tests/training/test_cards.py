@@ -159,3 +159,26 @@ def test_a_card_is_refused_for_a_tampered_or_misplaced_bundle(
     refused = nae("bundle", "card", copy)
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.count("\n") == 1 and "model.onnx has sha256" in refused.stderr
+
+
+def test_the_card_checks_the_working_points_on_a_fresh_background(
+    exported_run: Path, tmp_path: Path, feature_shards: Callable
+) -> None:
+    """A fresh sample of the same population (another seed) is consistent at every working
+    point; a shifted one (more passing) is not; the calibration sample itself is refused; and
+    data/fresh/<process> under the root is found without being named."""
+    root = exported_run.parents[2]
+    same = feature_shards(tmp_path / "data" / "fresh" / "test", 12_000, seed=4)
+    card = bundle_card(exported_run, root=tmp_path)
+    assert card.fresh_path == same and card.row["fresh check"] == "consistent"
+    fresh_section = card.markdown.split("## On a fresh background", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in fresh_section.splitlines() if line.startswith("| `model")]
+    bundle = load_bundle(exported_run)
+    assert len(rows) == len(bundle.files) * len(bundle.working_points)
+    assert all("consistent (CP 99.0% [" in row for row in rows)
+    shifted = feature_shards(tmp_path / "shifted", 12_000, seed=5, shift=0.6)
+    card = bundle_card(exported_run, fresh=shifted)
+    assert card.row["fresh check"].startswith("inconsistent at eff_1e-")
+    assert "**inconsistent**" in card.markdown
+    with pytest.raises(NaeError, match=r"shares shards \(seeds \[2\]\) with the bundle's"):
+        bundle_card(exported_run, fresh=root / "background")
