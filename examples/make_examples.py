@@ -18,8 +18,9 @@ and ``examples.json``, the manifest the tests and benchmarks read (file stems, s
 kind, shape, bundle). JSON numbers are float32's shortest repr, so the three forms hold the same
 float32 values bit for bit. The same seeds give the same files (Pythia is seeded per shard).
 
-Seeds 9101-9105 are apart from the training (101-103), test (201-208) and calibration-check
-(90xx) samples, so an example is never an event a bundle was trained or calibrated on.
+Seeds 9101-9105 are apart from the training (101-103), test (201-208), fresh (301-304) and
+calibration-check (90xx) samples, so an example is never an event a bundle was trained or
+calibrated on.
 """
 
 from __future__ import annotations

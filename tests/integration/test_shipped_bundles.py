@@ -2,10 +2,10 @@
 
 Calibration. For each bundle, a fresh background sample is generated here: the process and
 generation config of the bundle's calibration sample (from its bundle.json provenance), with
-seeds 90xx, apart from the training (101-103) and test/calibration (201-208) seeds, and its
-shard seeds are checked to share none with the calibration or training samples. It is scored
-through the service's runtime (``nae bundle score``'s code: the service's loader, input checks
-and ``OnnxModel``) with every ONNX file the bundle ships. The rule is
+seeds 90xx, apart from the training (101-103), test/calibration (201-208) and fresh (301-304)
+seeds, and its shard seeds are checked to share none with the calibration or training samples.
+It is scored through the service's runtime (``nae bundle score``'s code: the service's loader,
+input checks and ``OnnxModel``) with every ONNX file the bundle ships. The rule is
 ``training.calibration.check_rate``, per working point with calibrated background efficiency
 eps and k of the n fresh events passing:
 
