@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -30,7 +31,10 @@ SECTION = "## The first minute"
 PRINTED_ADDRESS = "http://127.0.0.1:8000"
 STAND_IN_EVENTS = {"train": (200, 9301), "calibration": (150, 9302)}  # (n, seed) per sample
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed"),
+]
 
 
 def readme_curl_lines() -> list[str]:
