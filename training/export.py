@@ -23,7 +23,11 @@ the background efficiency of int8 scores at the fp32 threshold lies inside the f
 Pearson 95% interval, and |AUC(int8) - AUC(fp32)| <= ``MAX_AUC_CHANGE`` for every signal. The
 int8 model's own recalibrated threshold is recorded too, with its efficiency on the calibration
 sample (the target by construction) and whether it lies inside the fp32 threshold's interval.
-Without a signal the AUC condition cannot be checked and int8 does not ship. Speed is CPU time
+Without a signal the AUC condition cannot be checked and int8 does not ship. A trigger decision
+must not depend on the other events of a request, so int8 also ships only if each event's score
+is the same alone as in a batch (``MAX_BATCH_DEPENDENCE``, relative, over ``_BATCH_PROBE``
+background events): dynamic quantization takes its activation scales from each batch and fails
+this by construction; static QDQ has fixed scales and passes. Speed is CPU time
 per call at batch 1, 256 and 4096 with one intra-op thread and spinning off, the models called
 in turn (interleaved) so that load on a shared machine hits them alike; int8 is *recommended*
 only where it ships and is faster than fp32 at batch 256 and above (a trigger farm's batches).
@@ -87,6 +91,8 @@ OPSET = 20  # torch 2.13's default for the dynamo exporter; ONNX Runtime >= 1.17
 PARITY_RTOL = 1e-5
 MIN_PARITY_EVENTS = 10_000
 MAX_AUC_CHANGE = 0.005
+MAX_BATCH_DEPENDENCE = 1e-5  # relative score change, event alone against in a batch
+_BATCH_PROBE = 256  # background events scored alone and together for that check
 TIMING_BATCH_SIZES = (1, 256, 4096)
 DEFAULT_EFFICIENCIES = (1e-2, 1e-3, 1e-4)  # the working points' target background efficiencies
 SIGNAL_EFFICIENCIES = (0.2, 0.3)  # where the bundle quotes 1/eps_B (arXiv:2206.14225 uses 0.2)
@@ -129,6 +135,7 @@ class Int8Gate:
     auc_change: dict[str, float]  # signal -> AUC(int8) - AUC(fp32); empty: not evaluated
     working_points: list[dict[str, Any]]
     timings: list[dict[str, float]] = field(default_factory=list)  # filled by time_models
+    batch_dependence: float = 0.0  # max relative score change, alone against in a batch
     reasons: list[str] = field(default_factory=list)  # why it does not ship; empty: it does
 
     @property
@@ -455,8 +462,25 @@ def _measure_int8(
             }
             for batch_size in TIMING_BATCH_SIZES
         ]
+        gate.batch_dependence = batch_dependence(paths[method], inputs[:_BATCH_PROBE])
+        if gate.batch_dependence > MAX_BATCH_DEPENDENCE:
+            gate.reasons.append(
+                f"scores depend on the batch: an event scored alone and in a batch of "
+                f"{min(len(inputs), _BATCH_PROBE)} differs by up to "
+                f"{gate.batch_dependence:.2g} (relative; allowed {MAX_BATCH_DEPENDENCE:g}), so "
+                "a trigger decision would depend on the other events of a request"
+            )
         gates[method] = gate
     return gates
+
+
+def batch_dependence(path: Path, inputs: np.ndarray) -> float:
+    """Max relative difference between each event's score alone (batch 1) and in one batch."""
+    session = _session(path)
+    together = _run(session, inputs).astype(np.float64)
+    alone = np.concatenate([_run(session, row[None]) for row in inputs]).astype(np.float64)
+    scale = np.maximum(np.abs(together), np.finfo(np.float32).tiny)
+    return float(np.max(np.abs(alone - together) / scale))
 
 
 def export_run(
@@ -708,6 +732,7 @@ def _int8_record(
         "criteria": {
             "rate": "int8 background efficiency at each fp32 threshold inside its CI95",
             "max_abs_auc_change": MAX_AUC_CHANGE,
+            "max_batch_dependence": MAX_BATCH_DEPENDENCE,
             "timing": "median CPU s per call, 1 intra-op thread, spinning off, interleaved",
         },
         "gates": {

@@ -23,6 +23,7 @@ from training.calibration import calibrate
 from training.data.inputs import Inputs
 from training.errors import ExportFailed
 from training.export import (
+    MAX_BATCH_DEPENDENCE,
     MIN_PARITY_EVENTS,
     OPSET,
     SampleScores,
@@ -131,6 +132,12 @@ def test_exported_bundle_records_the_int8_gates(exported_bundle: Path) -> None:
         assert gate["spearman"] > 0.99
         assert set(gate["auc_change"]) == {"shifted"}
         assert gate["passed"] == (not gate["reasons"])
+    # dynamic int8 takes activation scales from each batch: an event's score depends on its
+    # neighbours, so it never ships; static QDQ has fixed scales
+    dynamic, static = record["gates"]["dynamic"], record["gates"]["static"]
+    assert dynamic["batch_dependence"] > MAX_BATCH_DEPENDENCE and not dynamic["passed"]
+    assert any("depend on the batch" in reason for reason in dynamic["reasons"])
+    assert static["batch_dependence"] <= MAX_BATCH_DEPENDENCE
     shipped = record["shipped"]
     assert (INT8_FILE in raw["files"]) == (shipped is not None)
     if raw["recommended"] == INT8_FILE:
