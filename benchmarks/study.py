@@ -103,7 +103,8 @@ def summarise_recipe(seeds: dict[int, Path]) -> dict[str, Any]:
 
 
 def _number(value: float | None, digits: int) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+    """``digits`` significant figures: TPRs at 1e-3 can be 0.0016."""
+    return "n/a" if value is None else f"{value:.{digits}g}"
 
 
 def markdown(group: str, recipes: dict[str, dict[str, Any]]) -> str:
@@ -128,8 +129,8 @@ def markdown(group: str, recipes: dict[str, dict[str, Any]]) -> str:
                     continue
                 cells += [
                     f"{entry['auc']:.3f} ± {entry['auc_spread']:.3f}",
-                    _number(entry["rejection_at_eff_0.2"], 1),
-                    _number(entry["tpr_at_fpr_0.001"], 3),
+                    _number(entry["rejection_at_eff_0.2"], 3),
+                    _number(entry["tpr_at_fpr_0.001"], 2),
                 ]
             lines.append(f"| {label} | {len(summary['seeds'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
