@@ -456,8 +456,14 @@ def _int8(record: Mapping[str, Any] | None) -> str:
         + (f" (as `model.int8.onnx`, {shipped} quantization)." if shipped else ".")
         + " int8 ships only where, at every working point, its background efficiency at the "
         "fp32 threshold lies inside the fp32 Clopper-Pearson 95% interval and |AUC change| <= "
-        f"{record.get('criteria', {}).get('max_abs_auc_change', '?')} for every signal; "
-        "it is recommended only where it is also faster at batch 256 and above."
+        f"{record.get('criteria', {}).get('max_abs_auc_change', '?')} for every signal"
+        + (
+            f", and each event's score is the same alone as in a batch (relative change <= "
+            f"{record['criteria']['max_batch_dependence']:g})"
+            if "max_batch_dependence" in record.get("criteria", {})
+            else ""
+        )
+        + "; it is recommended only where it is also faster at batch 256 and above."
     )
     for method, gate in record.get("gates", {}).items():
         verdict = "passed" if gate.get("passed") else "failed: " + "; ".join(gate["reasons"])
