@@ -11,11 +11,15 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from training.config import EventProcess, JetProcess  # pydantic only: cheap for `nae serve`
+from training.config import (  # pydantic only: cheap for `nae serve`
+    EventProcess,
+    JetProcess,
+    ZgammaProcess,
+)
 from training.errors import NaeError, require
 
 if TYPE_CHECKING:
-    from training.config import EventSampleConfig, JetSampleConfig
+    from training.config import EventSampleConfig, JetSampleConfig, ZgammaSampleConfig
     from training.data.generation import ShardSlice
 
 app = typer.Typer(
@@ -251,6 +255,58 @@ def data_events(
     )
 
 
+@data_app.command("zgamma")
+def data_zgamma(
+    process: Annotated[
+        ZgammaProcess,
+        typer.Option(
+            "--process",
+            help="'zgamma': background pp -> Z/gamma* gamma, Z -> ee, mumu; 'h_zgamma': a "
+            "heavy scalar -> Z gamma signal (mass: --mass).",
+        ),
+    ],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of selected events.")],
+    out: _Out,
+    seed: _Seed = 1,
+    workers: _Workers = 1,
+    shard_size: _ShardSize = 10_000,
+    detector: _DetectorOption = "default",
+    mass: Annotated[
+        float | None,
+        typer.Option("--mass", help="h_zgamma: scalar mass in GeV (default 300)."),
+    ] = None,
+    overrides: _Sets = None,
+    dask: _Dask = None,
+    shard_index: _ShardIndex = None,
+    n_shards: _NShards = None,
+) -> None:
+    """Generate Z-gamma events (two isolated opposite-sign same-flavour leptons and an
+    isolated photon) as a table of the 18 features of the VAE-family study.
+
+    Features m, pT, eta, phi, E of the Z-gamma and dilepton systems, m_ll, Delta R_ll, MET,
+    MET phi, jet counts, Delta phi_ll, Delta phi(MET, Z-gamma), pT_ll / m_llg, stored as
+    features/<name> in HDF5 shards (docs/data.md, "Z-gamma"); cuts via --set, e.g.
+    --set photon_pt_min_gev=30 (keys: ZgammaSampleConfig in training/config.py)."""
+    from training.config import DetectorConfig, ZgammaSampleConfig, with_overrides
+
+    config = ZgammaSampleConfig(
+        process=process,
+        detector=DetectorConfig() if detector == "default" else None,
+        **({"scalar_mass_gev": mass} if mass is not None else {}),
+    )
+    _generate(
+        "zgamma",
+        with_overrides(config, overrides or []),
+        n,
+        out,
+        seed=seed,
+        workers=workers,
+        shard_size=shard_size,
+        dask=dask,
+        shard_slice=_shard_slice(shard_index, n_shards),
+    )
+
+
 def _shard_slice(index: int | None, count: int | None) -> ShardSlice | None:
     """``--shard-index`` and ``--n-shards`` come together or not at all."""
     from training.data.generation import ShardSlice
@@ -261,8 +317,8 @@ def _shard_slice(index: int | None, count: int | None) -> ShardSlice | None:
 
 
 def _generate(
-    kind: Literal["jets", "events"],
-    config: JetSampleConfig | EventSampleConfig,
+    kind: Literal["jets", "events", "zgamma"],
+    config: JetSampleConfig | EventSampleConfig | ZgammaSampleConfig,
     n: int,
     out: Path,
     *,

@@ -1,10 +1,13 @@
 """Typed configuration, in one place. Every model is frozen; defaults name their source.
 
 Data generation: ``DetectorConfig``, ``ImageConfig``, ``JetVetoConfig``, ``JetSampleConfig``,
-``EventSampleConfig``.
+``EventSampleConfig``, ``ZgammaSampleConfig``.
 Training: ``DataConfig``, ``ModelConfig``, ``LangevinConfig``, ``SamplerConfig``, ``LossConfig``,
 ``TrainConfig``, joined in ``RunConfig``; ``load_run_config`` reads a TOML recipe and applies
 ``--set`` overrides, ``config_to_toml`` writes one back.
+Generators (the VAE family on feature tables, ``nae train`` / ``nae generate``):
+``TableDataConfig``, ``GeneratorModelConfig``, ``GeneratorTrainConfig``, joined in
+``GeneratorRunConfig``; ``load_config`` reads either kind of recipe.
 """
 
 from __future__ import annotations
@@ -21,10 +24,15 @@ from training.errors import NaeError, require
 
 __all__ = [
     "JET_FEATURES",
+    "ZGAMMA_DISCRETE",
+    "ZGAMMA_FEATURES",
     "DataConfig",
     "DetectorConfig",
     "EventProcess",
     "EventSampleConfig",
+    "GeneratorModelConfig",
+    "GeneratorRunConfig",
+    "GeneratorTrainConfig",
     "ImageConfig",
     "JetProcess",
     "JetSampleConfig",
@@ -34,8 +42,12 @@ __all__ = [
     "ModelConfig",
     "RunConfig",
     "SamplerConfig",
+    "TableDataConfig",
     "TrainConfig",
+    "ZgammaProcess",
+    "ZgammaSampleConfig",
     "config_to_toml",
+    "load_config",
     "load_run_config",
     "with_overrides",
 ]
@@ -205,6 +217,98 @@ class EventSampleConfig(_Frozen):
         if isinstance(data, dict) and data.get("process") == "qcd":
             return {"lepton_filter_pt_gev": None, **data}
         return data
+
+
+ZgammaProcess = Literal["zgamma", "h_zgamma"]
+# The 18 per-event features of the Z-gamma study (Stevenson, "The assessment of different VAE
+# derivatives ... in Z-gamma final state background data", 2022), in the order stored and
+# modelled: the Z-gamma system, the dilepton system, MET, jet counts and angles.
+ZGAMMA_FEATURES: tuple[str, ...] = (
+    "m_llg",
+    "pt_llg",
+    "eta_llg",
+    "phi_llg",
+    "e_llg",
+    "pt_ll",
+    "eta_ll",
+    "phi_ll",
+    "e_ll",
+    "m_ll",
+    "dr_ll",
+    "met",
+    "met_phi",
+    "n_jets",
+    "n_central_jets",
+    "dphi_ll",
+    "dphi_met_llg",
+    "pt_ll_over_m_llg",
+)
+ZGAMMA_DISCRETE: tuple[str, ...] = ("n_jets", "n_central_jets")  # integer counts
+
+
+class ZgammaSampleConfig(_Frozen):
+    """One Z-gamma sample (``nae data zgamma``): two isolated opposite-sign same-flavour leptons
+    (ee or mumu) and an isolated photon, stored as the 18 ``ZGAMMA_FEATURES``.
+
+    ``zgamma``: Pythia's ``WeakBosonAndParton:ffbar2gmZgm`` (f fbar -> gamma*/Z gamma) with
+    gamma*/Z -> ee, mumu. ``h_zgamma``: a heavy neutral scalar -> Z gamma (Pythia's SM-like
+    h0, PDG 25, re-massed, its decay table reduced to the gamma Z0 channel, width forced).
+    Selection cuts follow the ATLAS/CMS Z-gamma analyses in spirit (leading/subleading lepton
+    pT, photon pT, Delta R(l, gamma) > 0.4); isolation as for the event format's leptons.
+    """
+
+    process: ZgammaProcess
+    detector: DetectorConfig | None = Field(
+        default_factory=DetectorConfig, description="None gives truth-level objects"
+    )
+    electrons_in_ecal: bool = Field(
+        True,
+        description="measure tracked electrons' energy with the ECAL resolution (their "
+        "direction from the track), as electron reconstruction does; False: the track's pT",
+    )
+    pthat_min_gev: float = Field(
+        15.0,
+        gt=0.0,
+        description="zgamma: PhaseSpace:pTHatMin, the photon pT at leading order; below "
+        "photon_pt_min_gev so ISR recoil does not sculpt the photon spectrum at the cut",
+    )
+    z_mass_min_gev: float = Field(
+        40.0, gt=0.0, description="23:mMin: gamma*/Z mass floor (as the z events' mHat > 40)"
+    )
+    scalar_mass_gev: float = Field(300.0, gt=91.2, description="h_zgamma: scalar mass")
+    scalar_width_gev: float = Field(
+        1.0,
+        gt=0.0,
+        description="h_zgamma: forced width (narrow against the ~1.5% m_llg resolution; an "
+        "SM-like h0 of this mass would be several GeV wide)",
+    )
+    lepton_pt_min_gev: tuple[float, float] = Field(
+        (25.0, 15.0), description="leading, subleading lepton pT of the pair"
+    )
+    lepton_eta_max: float = Field(2.5, description="lepton |eta| (tracker acceptance)")
+    photon_pt_min_gev: float = Field(20.0, description="photon pT")
+    photon_eta_max: float = Field(
+        2.5, description="photon |eta| (inside the tracker, so its isolation sees tracks)"
+    )
+    photon_lepton_dr_min: float = Field(
+        0.4, ge=0.0, description="photon kept only Delta R > this from both leptons (removes FSR)"
+    )
+    isolation_cone: float = Field(0.3, description="isolation cone radius (as for leptons)")
+    isolation_max: float = Field(0.45, description="max sum pT in cone / object pT")
+    jet_radius: float = Field(0.4, description="anti-kT R for jets")
+    jet_pt_min_gev: float = Field(30.0, description="jets counted above this pT")
+    jet_eta_max: float = Field(4.5, description="jets counted within this |eta|")
+    central_jet_eta_max: float = Field(2.5, description="central jets: within this |eta|")
+
+    @model_validator(mode="after")
+    def _ordered_lepton_cuts(self) -> ZgammaSampleConfig:
+        leading, subleading = self.lepton_pt_min_gev
+        if subleading > leading:
+            raise ValueError(
+                f"lepton_pt_min_gev = {list(self.lepton_pt_min_gev)}: give (leading, "
+                "subleading) with leading >= subleading"
+            )
+        return self
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
@@ -479,6 +583,120 @@ class RunConfig(_Frozen):
         return self
 
 
+# ---------------------------------------------------------------------------------------------
+# Generators: the VAE family on feature tables (Z-gamma, issue 11). Recipes:
+# training/configs/zgamma-*.toml, told apart from the models above by data.input = "table".
+
+GeneratorFamily = Literal["vae", "vae_d", "vae_nf", "vae_nf_d", "copula_vae", "cvae_d"]
+GeneratorScore = Literal["reconstruction", "kl", "mu2", "latent_nll", "discriminator"]
+TablePreprocessing = Literal["quantile", "standardise"]
+_ADVERSARIAL = ("vae_d", "vae_nf_d", "cvae_d")
+
+
+class TableDataConfig(_Frozen):
+    """Feature-table shards (``features/<name>`` per event) to train a generator on.
+
+    ``discrete`` names the integer features (jet counts), which the model treats as
+    categories. ``inject`` / ``inject_fraction``: signal events from another sample mixed into
+    the training data at that fraction of the training rows (a contaminated background, as
+    real data would be); the validation split stays as drawn."""
+
+    input: Literal["table"] = Field(description="table: one row of named features per event")
+    train: tuple[str, ...] = Field(min_length=1, description="shard directories to train on")
+    features: tuple[str, ...] = Field(ZGAMMA_FEATURES, min_length=2, description="in order")
+    discrete: tuple[str, ...] = Field(ZGAMMA_DISCRETE, description="integer-valued features")
+    validation_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="held out per epoch")
+    max_events: int = Field(0, ge=0, description="use the first N rows only; 0: all")
+    split_seed: int = Field(1, ge=0, description="seed of the train/validation permutation")
+    inject: str = Field("", description="signal shard directory mixed into training")
+    inject_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="signal rows / training rows (0.001, 0.01, 0.05)"
+    )
+    background: str = Field("", description="held-out background for nae evaluate")
+    signals: dict[str, str] = Field(default_factory=dict, description="name -> directory")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TableDataConfig:
+        unknown = sorted(set(self.discrete) - set(self.features))
+        if unknown:
+            raise ValueError(f"data.discrete names {unknown}, which data.features lacks")
+        if len(self.discrete) == len(self.features):
+            raise ValueError("data.features needs at least one continuous feature")
+        if bool(self.inject) != (self.inject_fraction > 0):
+            raise ValueError("data.inject and data.inject_fraction > 0 go together")
+        return self
+
+
+class GeneratorModelConfig(_Frozen):
+    """A VAE-family generator (training/models/generators/).
+
+    ``vae``: Gaussian prior, beta-weighted KL. ``vae_nf``: a RealNVP prior on the latent
+    (learned jointly). ``copula_vae``: a Gaussian-copula prior with learned monotone marginal
+    CDFs (the latent, through them, is uniform). ``*_d``: a discriminator on real,
+    reconstructed and generated events, with the encoder, decoder and discriminator each on
+    its own optimiser (Larsen et al., arXiv:1512.09300, the study's VAE+D). ``cvae_d``:
+    conditioned on the discrete features, whose joint frequencies are drawn at generation.
+    Defaults are our choice for 18 features, not tuned beyond docs/results-vae.md.
+    """
+
+    family: GeneratorFamily = Field(description="vae | vae_d | vae_nf | vae_nf_d | ...")
+    hidden: tuple[int, ...] = Field((128, 128), min_length=1, description="encoder widths")
+    latent_dim: int = Field(8, ge=1, description="latent size")
+    activation: Activation = Field("silu", description="hidden activation")
+    preprocessing: TablePreprocessing = Field(
+        "quantile", description="continuous features: quantile (to a normal) | standardise"
+    )
+    n_quantiles: int = Field(1000, ge=2, description="quantile preprocessing: stored quantiles")
+    max_categories: int = Field(
+        8, ge=2, description="discrete features: values 0..K-1, larger ones in the last"
+    )
+    beta: float = Field(1.0, ge=0.0, description="KL weight (beta-VAE; 1: the ELBO)")
+    flow_layers: int = Field(6, ge=1, description="vae_nf*: RealNVP coupling layers")
+    flow_hidden: int = Field(64, ge=1, description="vae_nf*: coupling network width")
+    copula_components: int = Field(
+        8, ge=1, description="copula_vae: logistic components per marginal CDF"
+    )
+    discriminator_hidden: tuple[int, ...] = Field((64, 64), min_length=1)
+    adversarial_weight: float = Field(
+        0.05, ge=0.0, description="*_d: weight of the decoder's fool-the-discriminator term"
+    )
+    score: GeneratorScore = Field(
+        "reconstruction", description="what forward (and the exported bundle) returns"
+    )
+
+    @model_validator(mode="after")
+    def _score_exists(self) -> GeneratorModelConfig:
+        if self.score == "discriminator" and self.family not in _ADVERSARIAL:
+            raise ValueError(
+                f"model.score = 'discriminator' needs a family with one {list(_ADVERSARIAL)}"
+            )
+        return self
+
+
+class GeneratorTrainConfig(_Frozen):
+    """Optimisation of a generator: epochs of minibatches, one Adam(W) per network part."""
+
+    epochs: int = Field(60, ge=1, description="epochs; the lowest validation loss is selected")
+    batch_size: int = Field(512, ge=1, description="events per step")
+    lr: float = Field(1e-3, gt=0.0, description="encoder, decoder and prior learning rate")
+    discriminator_lr: float = Field(2e-4, gt=0.0, description="*_d: discriminator rate")
+    optimizer: Optimizer = Field("adam", description="adam | adamw")
+    kl_warmup_epochs: int = Field(
+        5, ge=0, description="beta ramps linearly from 0 over these epochs (avoids collapse)"
+    )
+    threads: int = Field(1, ge=1, description="torch threads")
+    seed: int = Field(1, ge=0, description="seed of weights, batches and sampling")
+
+
+class GeneratorRunConfig(_Frozen):
+    """One generator training run, saved with every checkpoint."""
+
+    name: str = Field(min_length=1, description="recipe name, e.g. zgamma-vae")
+    data: TableDataConfig
+    model: GeneratorModelConfig
+    train: GeneratorTrainConfig = Field(default_factory=GeneratorTrainConfig)
+
+
 def _override_value(assignment: str, value: str) -> Any:
     if not value.startswith("["):
         return value
@@ -493,6 +711,23 @@ def _override_value(assignment: str, value: str) -> Any:
 def load_run_config(source: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """A ``RunConfig`` from a TOML file, or from a recipe name in training/configs/, with
     ``--set key=value`` overrides applied; errors name the bad key or the known recipes."""
+    path, data = _read_recipe(source)
+    return with_overrides(_validated(RunConfig, data, path), overrides)
+
+
+def load_config(
+    source: str | Path, overrides: Sequence[str] = ()
+) -> RunConfig | GeneratorRunConfig:
+    """What ``nae train`` reads: a ``GeneratorRunConfig`` when the recipe's ``data.input`` is
+    ``"table"`` (the VAE-family generators on feature tables), else a ``RunConfig``."""
+    path, data = _read_recipe(source)
+    section = data.get("data")
+    table = isinstance(section, dict) and section.get("input") == "table"
+    config = _validated(GeneratorRunConfig if table else RunConfig, data, path)
+    return with_overrides(config, overrides)
+
+
+def _read_recipe(source: str | Path) -> tuple[Path, dict[str, Any]]:
     path = Path(source)
     if not path.is_file():
         recipe = _CONFIGS_DIR / f"{source}.toml"
@@ -501,16 +736,18 @@ def load_run_config(source: str | Path, overrides: Sequence[str] = ()) -> RunCon
             raise NaeError(f"config {str(source)!r}: no such file or recipe; recipes: {known}")
         path = recipe
     try:
-        data = tomllib.loads(path.read_text())
+        return path, tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise NaeError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _validated(kind: type[ConfigT], data: dict[str, Any], path: Path) -> ConfigT:
     try:
-        config = RunConfig.model_validate(data)
+        return kind.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise NaeError(f"{path}: {where}: {first['msg']}") from None
-    return with_overrides(config, overrides)
 
 
 def config_to_toml(config: BaseModel) -> str:

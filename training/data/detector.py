@@ -37,9 +37,17 @@ _MUON, _ELECTRON, _PHOTON = 13, 11, 22
 
 
 def detector_response(
-    particles: Particles, config: DetectorConfig, rng: np.random.Generator
+    particles: Particles,
+    config: DetectorConfig,
+    rng: np.random.Generator,
+    *,
+    electrons_in_ecal: bool = False,
 ) -> Particles:
-    """Tracks followed by ECAL and HCAL towers, events kept in order."""
+    """Tracks followed by ECAL and HCAL towers, events kept in order.
+
+    ``electrons_in_ecal``: tracked electrons keep the track's direction but take their energy
+    from the ECAL (its resolution instead of the tracker's), as electron reconstruction does;
+    off (the default) keeps the output and the random stream of earlier samples unchanged."""
     abs_pid = np.abs(particles.pid)
     eta = particles.eta
     in_tracker = (
@@ -51,9 +59,17 @@ def detector_response(
     # Muons never shower: untracked muons are simply lost.
     to_calo = ~tracked & (abs_pid != _MUON) & (np.abs(eta) < config.calo_eta_max)
     em = (abs_pid == _PHOTON) | (abs_pid == _ELECTRON)
+    if electrons_in_ecal:
+        ecal_electron = tracked & (abs_pid == _ELECTRON)
+        track_parts = [
+            smear_tracks(particles.select(tracked & ~ecal_electron), config, rng),
+            _ecal_electrons(particles.select(ecal_electron), _ecal(config), rng),
+        ]
+    else:
+        track_parts = [smear_tracks(particles.select(tracked), config, rng)]
     return merge_particles(
         [
-            smear_tracks(particles.select(tracked), config, rng),
+            *track_parts,
             towers(particles.select(to_calo & em), _ecal(config), rng=rng),
             towers(particles.select(to_calo & ~em), _hcal(config), rng=rng),
         ]
@@ -112,6 +128,24 @@ def smear_tracks(tracks: Particles, config: DetectorConfig, rng: np.random.Gener
         pid=tracks.pid,
         charge=tracks.charge,
         n_events=tracks.n_events,
+    )
+
+
+def _ecal_electrons(electrons: Particles, calo: Calorimeter, rng: np.random.Generator) -> Particles:
+    """Tracked electrons whose energy the ECAL measures: the momentum scaled by
+    1 + sigma_E(E)/E x a standard normal (the mass is negligible), the track's direction and
+    PDG id kept, so they stay identifiable electrons."""
+    resolution = np.sqrt(calo.stochastic**2 / np.maximum(electrons.e, 1e-9) + calo.constant**2)
+    scale = np.clip(1.0 + resolution * rng.standard_normal(len(electrons.e)), 0.0, None)
+    return Particles(
+        event=electrons.event,
+        px=electrons.px * scale,
+        py=electrons.py * scale,
+        pz=electrons.pz * scale,
+        e=electrons.e * scale,
+        pid=electrons.pid,
+        charge=electrons.charge,
+        n_events=electrons.n_events,
     )
 
 

@@ -22,8 +22,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
+from typing import Protocol
 
 import numpy as np
+from pydantic import BaseModel
 
 from training import __version__
 from training.config import EventSampleConfig
@@ -47,9 +49,11 @@ __all__ = [
     "EventObjects",
     "Objects",
     "generate_events",
+    "jets_from_candidates",
     "objects_from_candidates",
     "passes_lepton_filter",
     "relative_isolation",
+    "shard_provenance",
     "trigger_rows_from_objects",
 ]
 
@@ -59,6 +63,12 @@ ELECTRON_ROW, MUON_ROW, JET_ROW = 1, 1 + N_ELECTRONS, 1 + N_ELECTRONS + N_MUONS
 N_ROWS = JET_ROW + N_JETS  # 19
 SIGNAL_PROCESSES = frozenset({"zprime_mumu", "a_4l", "h_tautau", "hplus_taunu"})
 _ELECTRON, _MUON = 11, 13
+
+
+class _JetSettings(Protocol):
+    jet_radius: float
+    jet_pt_min_gev: float
+    jet_eta_max: float
 
 
 @dataclass(frozen=True)
@@ -125,7 +135,7 @@ def generate_events(
             break
     particles = np.concatenate(chunks)  # (n_events, 19, 4)
     label = np.full(n_events, int(config.process in SIGNAL_PROCESSES), dtype=np.int8)
-    attrs = _provenance(config, settings, seed=seed, run=run, n_generated=n_generated)
+    attrs = shard_provenance(config, settings, seed=seed, run=run, n_generated=n_generated)
     attrs["filter_efficiency"] = n_events / n_generated
     return Shard(arrays={"particles": particles, "label": label}, attrs=attrs)
 
@@ -137,9 +147,10 @@ def _candidates(final: Particles, config: EventSampleConfig, rng: np.random.Gene
     return detector_response(final, config.detector, rng)
 
 
-def _provenance(
-    config: EventSampleConfig, settings: list[str], *, seed: int, run: PythiaRun, n_generated: int
+def shard_provenance(
+    config: BaseModel, settings: list[str], *, seed: int, run: PythiaRun, n_generated: int
 ) -> dict[str, object]:
+    """The attributes every generated event shard carries (docs/data.md, "Storage")."""
     settings_json = {
         "config": config.model_dump(mode="json"),
         "pythia": [*COMMON_SETTINGS, *settings],
@@ -177,7 +188,7 @@ def objects_from_candidates(candidates: Particles, config: EventSampleConfig) ->
     return EventObjects(
         electrons=Objects.from_particles(candidates.select(isolated & electron)),
         muons=Objects.from_particles(candidates.select(isolated & muon)),
-        jets=_jets(candidates.select(~isolated), config),
+        jets=jets_from_candidates(candidates.select(~isolated), config),
         met_pt=np.hypot(met_px, met_py),
         met_phi=np.arctan2(met_py, met_px),
     )
@@ -206,8 +217,10 @@ def relative_isolation(candidates: Particles, index: np.ndarray, *, cone: float)
     return cone_pt / pt[index]
 
 
-def _jets(candidates: Particles, config: EventSampleConfig) -> Objects:
-    """Anti-kT jets (FastJet's multi-event awkward interface) with the pT and |eta| cuts."""
+def jets_from_candidates(candidates: Particles, config: _JetSettings) -> Objects:
+    """Anti-kT jets (FastJet's multi-event awkward interface) with the pT and |eta| cuts of
+    ``config`` (its ``jet_radius``, ``jet_pt_min_gev``, ``jet_eta_max``): the event format's
+    and the Z-gamma sample's jets."""
     ak = require("awkward", "data")
     fastjet = require("fastjet", "data")
     momenta = ak.zip(

@@ -43,14 +43,15 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from training.config import EventSampleConfig, JetSampleConfig
+from training.config import EventSampleConfig, JetSampleConfig, ZgammaSampleConfig
 from training.data.pythia import MAX_SEED
 from training.data.shards import shard_info, write_shard
 from training.errors import BadDataFile, NaeError, require
 
 __all__ = ["SampleKind", "ShardSlice", "count_rows", "generate_shards", "shard_seed"]
 
-SampleKind = Literal["jets", "events"]
+SampleKind = Literal["jets", "events", "zgamma"]
+SampleConfig = JetSampleConfig | EventSampleConfig | ZgammaSampleConfig
 Progress = Callable[[int], None]
 
 _POLL_S = 0.2  # how often the parent looks at the progress queue while workers run
@@ -84,7 +85,7 @@ class _Job(NamedTuple):
     """One shard to make: everything a worker needs, and nothing that depends on where it runs."""
 
     kind: SampleKind
-    config: JetSampleConfig | EventSampleConfig
+    config: SampleConfig
     size: int
     seed: int
     path: Path
@@ -92,7 +93,7 @@ class _Job(NamedTuple):
 
 def generate_shards(
     kind: SampleKind,
-    config: JetSampleConfig | EventSampleConfig,
+    config: SampleConfig,
     *,
     n: int,
     out_dir: str | os.PathLike[str],
@@ -173,7 +174,7 @@ def _shard_path(out_dir: Path, process: str, seed: int, index: int) -> Path:
 
 def _check_request(
     kind: SampleKind,
-    config: JetSampleConfig | EventSampleConfig,
+    config: SampleConfig,
     *,
     n: int,
     seed: int,
@@ -181,7 +182,11 @@ def _check_request(
     shard_size: int,
     dask: str | None,
 ) -> None:
-    expected = {"jets": JetSampleConfig, "events": EventSampleConfig}.get(kind)
+    expected = {
+        "jets": JetSampleConfig,
+        "events": EventSampleConfig,
+        "zgamma": ZgammaSampleConfig,
+    }.get(kind)
     if expected is None or not isinstance(config, expected):
         raise NaeError(f"kind {kind!r} does not match a {type(config).__name__}")
     for name, value in (("n", n), ("workers", workers), ("shard size", shard_size)):
@@ -220,10 +225,14 @@ def _generate_shard(job: _Job, *, progress: Progress | None) -> Path:
         from training.data.jets import generate_jets
 
         shard = generate_jets(job.config, n_jets=job.size, seed=job.seed, progress=progress)
-    else:
+    elif job.kind == "events":
         from training.data.events import generate_events
 
         shard = generate_events(job.config, n_events=job.size, seed=job.seed, progress=progress)
+    else:
+        from training.data.zgamma import generate_zgamma
+
+        shard = generate_zgamma(job.config, n_events=job.size, seed=job.seed, progress=progress)
     return write_shard(job.path, shard)
 
 

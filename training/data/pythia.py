@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from training.config import EventSampleConfig, JetSampleConfig
+from training.config import EventSampleConfig, JetSampleConfig, ZgammaSampleConfig
 from training.data.particles import Particles, concatenate_particles
 from training.errors import NaeError, require
 
@@ -30,6 +30,7 @@ __all__ = [
     "final_particles",
     "jet_process_settings",
     "pythia_version",
+    "zgamma_process_settings",
 ]
 
 COMMON_SETTINGS: tuple[str, ...] = (
@@ -311,6 +312,43 @@ def event_process_settings(config: EventSampleConfig) -> list[str]:
         ),
     }
     return list(cards[config.process])
+
+
+# --- Z-gamma (issue 11: the VAE-family study) ----------------------------------------------
+
+_Z_TO_EE_MUMU = ("23:onMode = off", "23:onIfAny = 11 13")
+
+
+def zgamma_process_settings(config: ZgammaSampleConfig) -> list[str]:
+    """Pythia lines (added to ``COMMON_SETTINGS``) for one process of ``nae data zgamma``.
+
+    - ``zgamma``: f fbar -> gamma*/Z gamma (``WeakBosonAndParton:ffbar2gmZgm``, full gamma*/Z
+      interference), gamma*/Z -> ee, mumu with m > ``z_mass_min_gev`` (``23:mMin``), photon
+      pT at leading order above ``pthat_min_gev``. Photons radiated by the leptons come from
+      Pythia's shower on top.
+    - ``h_zgamma``: gg -> H -> Z gamma, Z -> ee, mumu. H is Pythia's SM-like h0 (PDG 25)
+      re-massed to ``scalar_mass_gev``; its decay table has the gamma Z0 channel (id 22 23,
+      meMode 0; so does the BSM H0, PDG 35, which would need Higgs:useBSM for nothing more),
+      and every other channel is switched off. An SM-like h0 of a few hundred GeV is tens of
+      GeV wide (WW, ZZ, tt), so the width is forced (``doForceWidth``) to ``scalar_width_gev``,
+      the narrow resonance of the searches. The cross section follows from couplings chosen
+      for convenience: use the shapes, not the normalisation.
+    """
+    z = (*_Z_TO_EE_MUMU, f"23:mMin = {config.z_mass_min_gev}")
+    if config.process == "zgamma":
+        return [
+            "WeakBosonAndParton:ffbar2gmZgm = on",
+            f"PhaseSpace:pTHatMin = {config.pthat_min_gev}",
+            *z,
+        ]
+    mass = config.scalar_mass_gev
+    return [
+        "HiggsSM:gg2H = on",
+        *_resonance(25, mass, "22 23"),
+        "25:doForceWidth = on",
+        f"25:mWidth = {config.scalar_width_gev}",
+        *z,
+    ]
 
 
 def final_particles(run: PythiaRun, n_events: int, batch_size: int = 100) -> Particles:

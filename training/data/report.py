@@ -4,7 +4,8 @@ key distributions, and each sample's content hash.
 Each directory is a sample; each process in it gets one curve, so ``make_report([qcd, top])``
 overlays both. Jets: jet pT, jet mass, soft-drop mass, τ32, constituent and image-pixel counts.
 Events: MET, leading-lepton and leading-jet pT (of the events that have one), and the electron,
-muon and jet multiplicities of the 19-row format.
+muon and jet multiplicities of the 19-row format. Feature tables (the Z-gamma sample): m_ll,
+m_llg, pT of the Z-gamma system, MET and the jet count.
 
 Streaming: shards are read chunk by chunk into histograms on a fine fixed grid (1 GeV bins,
 say, over a range no real sample leaves; entries beyond it are counted as overflow), so a
@@ -147,6 +148,19 @@ EVENT_QUANTITIES = (
 )
 
 
+def _feature(name: str) -> Callable[[Arrays], np.ndarray]:
+    return lambda a: a[f"features/{name}"]
+
+
+TABLE_QUANTITIES = (
+    Quantity("m_ll", "m_ll", "GeV", _grid(3000, 1), ("features/m_ll",), _feature("m_ll")),
+    Quantity("m_llγ", "m_llγ", "GeV", _grid(5000, 1), ("features/m_llg",), _feature("m_llg")),
+    Quantity("pT_llγ", "pT", "GeV", _grid(3000, 1), ("features/pt_llg",), _feature("pt_llg")),
+    Quantity("MET", "MET", "GeV", _grid(3000, 1), ("features/met",), _feature("met")),
+    Quantity("jets", "n", "", _integers(20), ("features/n_jets",), _feature("n_jets"), True),
+)
+
+
 @dataclass
 class _Moments:
     """Running count, sum and sum of squares: mean and std without keeping the values."""
@@ -271,9 +285,12 @@ def make_report(
     kinds = {shard_info(path).kind for paths in files.values() for path in paths}
     if len(kinds) > 1:
         where = ", ".join(map(str, dirs))
-        raise BadDataFile(f"{where}: mixes jet and event shards; report them separately")
+        named = " and ".join(k.removesuffix("s") for k in ("jets", "events", "table") if k in kinds)
+        raise BadDataFile(f"{where}: mixes {named} shards; report them separately")
     kind = kinds.pop()
-    quantities = JET_QUANTITIES if kind == "jets" else EVENT_QUANTITIES
+    quantities = {"jets": JET_QUANTITIES, "events": EVENT_QUANTITIES, "table": TABLE_QUANTITIES}[
+        kind
+    ]
     summaries: dict[tuple[Path, str], ProcessSummary] = {}
     for directory, paths in files.items():
         for path in paths:

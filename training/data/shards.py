@@ -5,7 +5,9 @@ A shard is one HDF5 file holding N jets or N events:
 - jets: ``constituents`` (N, 200, 4), ``images`` (N, 40, 40), ``jet`` (N, 4), ``features/<name>``
   (N,), all float32;
 - events: ``particles`` (N, 19, 4) float32;
-- both: ``label`` (N,) int8;
+- feature tables (one row of named features per event, e.g. the Z-gamma sample):
+  ``features/<name>`` (N,) float32 and nothing else;
+- all: ``label`` (N,) int8;
 
 and the file attributes ``process``, ``seed``, ``settings`` (JSON), ``n_tried``,
 ``cross_section_pb`` and tool versions. Datasets are gzip-compressed (with the shuffle filter,
@@ -234,7 +236,7 @@ def _common_layout(files: list[Path]) -> tuple[list[str], list[int]]:
 class ShardInfo(NamedTuple):
     """What a shard holds, known without reading its data."""
 
-    kind: Literal["jets", "events"]
+    kind: Literal["jets", "events", "table"]
     n: int
     attrs: dict[str, Any]
 
@@ -245,7 +247,7 @@ def shard_info(path: str | os.PathLike[str]) -> ShardInfo:
     with _open(path) as f:
         datasets = {name: f[name] for name in _select(f, None, path)}
         _check_layout(datasets, source=str(path), complete=True)
-        kind = "events" if "particles" in datasets else "jets"
+        kind = {"event": "events", "jet": "jets", "table": "table"}[_kind(datasets)[0]]
         return ShardInfo(kind, int(f["label"].shape[0]), _attrs(f))
 
 
@@ -262,19 +264,19 @@ def _check_layout(arrays: dict[str, Any], *, source: str, complete: bool) -> Non
     ``complete`` also requires every dataset of the kind, which a partial read need not have."""
     if "label" not in arrays:
         raise BadDataFile(f"{source}: no 'label' dataset")
-    kind, shapes = ("event", EVENT_SHAPES) if "particles" in arrays else ("jet", JET_SHAPES)
+    kind, shapes = _kind(arrays)
     has_features = any(name.startswith(_FEATURES) for name in arrays)
     unknown = [
         name
         for name in arrays
         if name != "label"
         and name not in shapes
-        and not (kind == "jet" and name.startswith(_FEATURES))
+        and not (kind != "event" and name.startswith(_FEATURES))
     ]
     if unknown:
         raise BadDataFile(f"{source}: datasets {unknown} do not belong in {kind} shards")
     missing = [name for name in shapes if name not in arrays]
-    if complete and kind == "jet" and not has_features:
+    if complete and kind != "event" and not has_features:
         missing.append(f"{_FEATURES}<name>")
     if complete and missing:
         raise BadDataFile(f"{source}: {kind} shard without {missing}")
@@ -290,6 +292,17 @@ def _check_layout(arrays: dict[str, Any], *, source: str, complete: bool) -> Non
             raise BadDataFile(
                 f"{source}: dataset '{name}' has dtype {values.dtype}, expected {expected}"
             )
+
+
+def _kind(arrays: dict[str, Any]) -> tuple[str, dict[str, tuple[int, ...]]]:
+    """``event`` (``particles``), ``table`` (features only, none of the jet arrays) or ``jet``,
+    with the row shapes the kind requires."""
+    if "particles" in arrays:
+        return "event", EVENT_SHAPES
+    has_features = any(name.startswith(_FEATURES) for name in arrays)
+    if has_features and not any(name in arrays for name in JET_SHAPES):
+        return "table", {}
+    return "jet", JET_SHAPES
 
 
 def _check_finite(arrays: dict[str, np.ndarray], *, source: str, first_row: int = 0) -> None:

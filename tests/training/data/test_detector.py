@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 
 from training.config import DetectorConfig
 from training.data.detector import ECAL_TOWER_PID, HCAL_TOWER_PID, detector_response
@@ -76,3 +77,34 @@ def test_resolution_and_inefficiency_follow_the_config(massless_particles: MakeP
     assert abs(len(tracks.pt) / n - 0.5) < 5 * np.sqrt(0.25 / n)
     relative = tracks.pt / 100.0 - 1.0
     assert abs(relative.std() / config.track_resolution_constant - 1.0) < 0.1
+
+
+def test_electrons_in_ecal_keep_direction_and_identity_and_leave_the_default_unchanged():
+    """The Z-gamma sample's option: tracked electrons take the ECAL's energy resolution; off,
+    the response (and its random stream) is exactly the default's."""
+    from training.data.particles import Particles
+
+    n = 2000
+    rng = np.random.default_rng(5)
+    pt = rng.uniform(20, 60, n)
+    phi = rng.uniform(-np.pi, np.pi, n)
+    electrons = Particles(
+        event=np.arange(n, dtype=np.int64),
+        px=pt * np.cos(phi),
+        py=pt * np.sin(phi),
+        pz=np.zeros(n),
+        e=pt,
+        pid=np.full(n, 11, dtype=np.int32),
+        charge=np.full(n, -1.0, dtype=np.float32),
+        n_events=n,
+    )
+    config = DetectorConfig(track_efficiency=1.0)
+    default = detector_response(electrons, config, np.random.default_rng(1))
+    off = detector_response(electrons, config, np.random.default_rng(1), electrons_in_ecal=False)
+    np.testing.assert_array_equal(default.px, off.px)
+    ecal = detector_response(electrons, config, np.random.default_rng(1), electrons_in_ecal=True)
+    assert (ecal.pid == 11).all() and len(ecal.pid) == n
+    np.testing.assert_allclose(ecal.phi, electrons.phi, atol=1e-12)
+    relative = ecal.pt / electrons.pt - 1
+    expected = np.sqrt(config.ecal_stochastic**2 / electrons.e + config.ecal_constant**2)
+    assert np.std(relative / expected) == pytest.approx(1.0, abs=0.05)
