@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.config import RunConfig
+from training.config import GeneratorRunConfig, RunConfig
 from training.errors import NaeError
 from training.models.families import Model, build_model
+from training.models.generators.families import build_generator
+from training.models.generators.vae import TableVAE
 
 __all__ = [
     "BEST",
@@ -83,11 +85,16 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def load_model(
     run_dir: str | os.PathLike[str], name: str = BEST
-) -> tuple[Model, RunConfig, dict[str, Any]]:
-    """The network of checkpoint ``name`` of a run in eval mode, its config and the checkpoint."""
+) -> tuple[Model | TableVAE, RunConfig | GeneratorRunConfig, dict[str, Any]]:
+    """The network of checkpoint ``name`` of a run in eval mode, its config and the checkpoint
+    (a generator's, ``TableVAE`` and ``GeneratorRunConfig``, when its data input is a table)."""
     checkpoint = load_checkpoint(checkpoint_path(run_dir, name))
-    config = RunConfig.model_validate(checkpoint["config"])
-    model = build_model(config)
+    if checkpoint["config"]["data"].get("input") == "table":
+        config = GeneratorRunConfig.model_validate(checkpoint["config"])
+        model = build_generator(config)
+    else:
+        config = RunConfig.model_validate(checkpoint["config"])
+        model = build_model(config)
     model.load_state_dict(checkpoint["model"])
     return model.eval(), config, checkpoint
 

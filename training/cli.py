@@ -479,18 +479,27 @@ def train_command(
         bool, typer.Option("--resume", help="Continue the run from its last checkpoint.")
     ] = False,
 ) -> None:
-    """Train one model (AE, NAE, VAE or PCA) as CONFIG says.
+    """Train one model (AE, NAE, VAE or PCA; or a VAE-family generator on a feature table:
+    vae, vae_d, vae_nf, vae_nf_d, copula_vae, cvae_d) as CONFIG says.
 
     Writes config.toml, metrics.jsonl and checkpoints/ (last.pt to resume, best.pt selected
     without signal labels) to the run directory; --resume continues bit-identically."""
     require("torch", "train")
-    from training.config import load_run_config
-    from training.train import train, training_steps
+    from training.config import GeneratorRunConfig, load_config
 
-    run_config = load_run_config(config, overrides or [])
+    run_config = load_config(config, overrides or [])
     directory = run_dir or Path("runs") / run_config.name
-    with _progress_bar(training_steps(run_config), f"training {run_config.name}") as progress:
-        summary = train(run_config, directory, progress=progress, resume=resume)
+    if isinstance(run_config, GeneratorRunConfig):
+        from training.generator_training import train_generator as run_training
+
+        steps = run_config.train.epochs
+    else:
+        from training.train import train as run_training
+        from training.train import training_steps
+
+        steps = training_steps(run_config)
+    with _progress_bar(steps, f"training {run_config.name}") as progress:
+        summary = run_training(run_config, directory, progress=progress, resume=resume)
     typer.echo(
         f"{summary.family} run in {summary.run_dir}: selected {summary.selected.name} "
         f"(step {summary.selected_step}, {summary.selection} {summary.selection_value:.4g}); "

@@ -670,6 +670,8 @@ class GeneratorModelConfig(_Frozen):
             raise ValueError(
                 f"model.score = 'discriminator' needs a family with one {list(_ADVERSARIAL)}"
             )
+        if self.family in ("vae_nf", "vae_nf_d") and self.latent_dim < 2:
+            raise ValueError("a RealNVP prior couples halves of the latent: latent_dim >= 2")
         return self
 
 

@@ -59,6 +59,9 @@ class Standardise(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (N, k) -> (N, k)
         return (x - self.mean) / self.std
 
+    def inverse(self, u: Tensor) -> Tensor:  # (N, k) -> (N, k): a generator's output back
+        return u * self.std + self.mean
+
 
 class QuantileToNormal(nn.Module):
     """Each feature to a standard normal through its empirical CDF; x: (N, k).
@@ -104,6 +107,19 @@ class QuantileToNormal(nn.Module):
         lower = inverse_normal_cdf(torch.clamp(p, P_MIN, 0.5))
         upper = -inverse_normal_cdf(torch.clamp(q, P_MIN, 0.5))
         return torch.where(p <= q, lower, upper)
+
+    def inverse(self, u: Tensor) -> Tensor:  # (N, k) normal scores -> (N, k) raw values
+        """The raw value whose normal score is ``u``: Phi(u) through the piecewise-linear
+        quantile function (the inverse of ``forward`` inside the fitted range; a tie's whole
+        probability step maps back to the tied value). For generators, not for export."""
+        n_levels = self.probabilities.numel()
+        position = 0.5 * (1.0 + torch.erf(u / math.sqrt(2.0))) * (n_levels - 1)  # (N, k)
+        segment = torch.clamp(torch.floor(position), 0, n_levels - 2).long()
+        fraction = torch.clamp(position - segment, 0.0, 1.0)
+        quantiles = self.quantiles.T.unsqueeze(0).expand(len(u), -1, -1)  # (N, K, k)
+        low = torch.gather(quantiles, 1, segment.unsqueeze(1)).squeeze(1)
+        high = torch.gather(quantiles, 1, (segment + 1).unsqueeze(1)).squeeze(1)
+        return low + fraction * (high - low)
 
 
 class EventScaling(nn.Module):

@@ -1,0 +1,111 @@
+"""The feature codec of a table generator: raw events <-> what the networks see.
+
+Continuous features go through ``QuantileToNormal`` (or ``Standardise``) into roughly normal
+units; discrete features (integer counts such as the number of jets) become categories
+0 .. K-1 (larger counts fold into K-1), one-hot for the networks. ``decode`` inverts both, so
+generated counts are integers by construction and their frequencies are the categorical
+probabilities the decoder learned. Everything learned is a buffer, so the codec exports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from training.config import TablePreprocessing
+from training.models.preprocessing import QuantileToNormal, Standardise
+
+__all__ = ["FeatureCodec"]
+
+
+class FeatureCodec(nn.Module):
+    """Raw (N, k) events in ``features`` order <-> (continuous u (N, c), categories (N, d)).
+
+    ``discrete``: column indices of the integer features; ``n_categories``: K per discrete
+    feature. ``combination_counts`` holds how often each joint combination of the discrete
+    categories occurs in the fitted sample (K^d entries): a conditional generator draws its
+    conditions from it.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        discrete: Sequence[int],
+        *,
+        preprocessing: TablePreprocessing,
+        n_quantiles: int,
+        n_categories: int,
+    ) -> None:
+        super().__init__()
+        continuous = [i for i in range(n_features) if i not in set(discrete)]
+        self.n_features = n_features
+        self.n_categories = n_categories
+        self.register_buffer("continuous_index", torch.tensor(continuous, dtype=torch.long))
+        self.register_buffer("discrete_index", torch.tensor(list(discrete), dtype=torch.long))
+        if preprocessing == "quantile":
+            self.transform: nn.Module = QuantileToNormal(len(continuous), n_quantiles)
+        else:
+            self.transform = Standardise(len(continuous))
+        self.register_buffer("levels", torch.arange(n_categories, dtype=torch.float32))
+        self.register_buffer(
+            "combination_counts", torch.zeros(n_categories ** len(discrete), dtype=torch.float64)
+        )
+
+    @property
+    def n_continuous(self) -> int:
+        return len(self.continuous_index)
+
+    @property
+    def n_discrete(self) -> int:
+        return len(self.discrete_index)
+
+    @property
+    def onehot_size(self) -> int:
+        return self.n_discrete * self.n_categories
+
+    def fit(self, x: np.ndarray) -> FeatureCodec:
+        """Fit the continuous transform and count the discrete combinations of ``x`` (N, k)."""
+        values = np.asarray(x, dtype=np.float64)
+        self.transform.fit(values[:, self.continuous_index.numpy()])
+        categories = self._categories(torch.as_tensor(values, dtype=torch.float32))
+        self.combination_counts.copy_(
+            torch.bincount(
+                self.combination(categories), minlength=len(self.combination_counts)
+            ).double()
+        )
+        return self
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, k) raw -> u (N, c) continuous in normal units, one-hot (N, d * K)."""
+        u = self.transform(x.index_select(1, self.continuous_index))
+        return u, self.onehot(self._categories(x))
+
+    def onehot(self, categories: Tensor) -> Tensor:  # (N, d) float categories -> (N, d * K)
+        return (categories.unsqueeze(-1) == self.levels).flatten(1).to(torch.float32)
+
+    def categories(self, x: Tensor) -> Tensor:  # (N, k) raw -> (N, d) float categories
+        return self._categories(x)
+
+    def _categories(self, x: Tensor) -> Tensor:
+        counts = x.index_select(1, self.discrete_index)
+        return torch.clamp(torch.round(counts), 0.0, float(self.n_categories - 1))
+
+    def combination(self, categories: Tensor) -> Tensor:  # (N, d) -> (N,) long, mixed radix
+        weights = self.n_categories ** torch.arange(self.n_discrete - 1, -1, -1)
+        return (categories.long() * weights).sum(dim=1)
+
+    def categories_of(self, combination: Tensor) -> Tensor:  # (N,) long -> (N, d) float
+        digits = []
+        for power in range(self.n_discrete - 1, -1, -1):
+            digits.append(combination // self.n_categories**power % self.n_categories)
+        return torch.stack(digits, dim=1).to(torch.float32)
+
+    def decode(self, u: Tensor, categories: Tensor) -> Tensor:
+        """u (N, c), categories (N, d) -> raw events (N, k) float32 (counts are integers)."""
+        x = torch.empty(len(u), self.n_features, dtype=torch.float32)
+        x[:, self.continuous_index] = self.transform.inverse(u).to(torch.float32)
+        x[:, self.discrete_index] = categories.to(torch.float32)
+        return x
