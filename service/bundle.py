@@ -56,7 +56,8 @@ ModelChoice = Literal["recommended", "model.onnx", "model.int8.onnx"]
 # frequency (the ADC2021 convention), written out because the float product is 28608806.400000002.
 # Bundles, the service's settings and the calibration use it.
 REFERENCE_RATE_HZ = 28_608_806.4
-BundleKind = Literal["jet-image", "jet-features", "event"]
+# event-features: one row of named per-event features (the Z-gamma table, issue 11).
+BundleKind = Literal["jet-image", "jet-features", "event", "event-features"]
 # Names end up in URLs, Prometheus labels and Triton output names: keep them to a safe alphabet.
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=128)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]

@@ -3,6 +3,7 @@ prints a summary; heavy imports happen inside the commands so ``nae serve`` need
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -539,25 +540,90 @@ def evaluate_command(
     max_events: Annotated[
         int, typer.Option("--max-events", min=0, help="Events per sample; 0: all.")
     ] = 0,
+    n_bootstrap: Annotated[
+        int,
+        typer.Option(
+            "--bootstrap", min=0, help="Generator runs: bootstrap replicas per fidelity metric."
+        ),
+    ] = 100,
 ) -> None:
     """Score a run's checkpoint: AUC, 1/eps_B at eps_S 0.2 and 0.3, TPR at FPR 1e-3..1e-5 with
-    uncertainties (metrics.json) and plots (ROC, scores, negative samples, training curves)."""
+    uncertainties (metrics.json) and plots (ROC, scores, negative samples, training curves).
+
+    A generator run (data.input = "table") is also judged as a generator against --background
+    (held-out Monte Carlo): per-feature KS and 1-Wasserstein, Spearman matrices, a classifier
+    two-sample test, each with a bootstrap error; generation speed against Pythia + detector;
+    plots of the overlays, correlations and latent space."""
     require("torch", "train")
-    from training.evaluate import evaluate_checkpoints, evaluate_run
+    import tomllib
 
     named = dict(_name_value(item) for item in signals or [])
     options = {"background": background, "signals": named, "max_events": max_events}
-    summary = evaluate_run(run, out_dir=out, checkpoint=checkpoint, **options)
+    if tomllib.loads((run / "config.toml").read_text())["data"].get("input") == "table":
+        from training.generator_evaluation import evaluate_generator
+
+        summary = evaluate_generator(
+            run, out_dir=out, checkpoint=checkpoint, n_bootstrap=n_bootstrap, **options
+        )
+        report = json.loads((summary.out_dir / "metrics.json").read_text())
+        fidelity, speed = report["fidelity"], report["speed"]
+        continuous = [f for f, m in fidelity["features"].items() if not m["discrete"]]
+        worst = max(continuous, key=lambda f: fidelity["features"][f]["ks"]["value"])
+        typer.echo(
+            f"fidelity on {report['background']['n']} events: max KS "
+            f"{fidelity['features'][worst]['ks']['value']:.4f} ({worst}), Spearman max |Δ| "
+            f"{fidelity['spearman']['max_abs_difference']['value']:.4f}, classifier AUC "
+            f"{fidelity['classifier_two_sample']['auc']['value']:.4f}; "
+            f"{speed['generated_per_cpu_second']:.4g} events/CPU s"
+            + (f" (x{speed['speedup']:.4g} Pythia + detector)" if speed["speedup"] else "")
+        )
+    else:
+        from training.evaluate import evaluate_run
+
+        summary = evaluate_run(run, out_dir=out, checkpoint=checkpoint, **options)
     for name, aucs in summary.auc.items():
         typer.echo(f"{name}: " + ", ".join(f"AUC({s}) {a:.4f}" for s, a in aucs.items()))
     typer.echo(f"metrics and plots in {summary.out_dir}")
     if all_checkpoints:
+        from training.evaluate import evaluate_checkpoints
+
         table = evaluate_checkpoints(run, **options)
         for name, best in table["best_auc"].items():
             typer.echo(
                 f"{name}: selected AUC {table['selected']['auc'][name]:.4f}, best "
                 f"{best['auc']:.4f} at {best['checkpoint']}"
             )
+
+
+@app.command("generate")
+def generate_command(
+    run: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN", exists=True, file_okay=False, help="Run directory of a generator."
+        ),
+    ],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of events to generate.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory for the shards.")],
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated sample.")] = 1,
+    shard_size: Annotated[
+        int, typer.Option("--shard-size", min=1, help="Events per shard file.")
+    ] = 100_000,
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", help="best (default), last, epoch-0003 or a .pt.")
+    ] = "best",
+) -> None:
+    """Generate events with a trained VAE-family generator (a zgamma-* run) into shards of the
+    Monte Carlo's layout (features/<name>, label 0), readable wherever simulated shards are."""
+    require("torch", "train")
+    from training.synthesis import generate_sample
+
+    with _progress_bar(n, f"generating with {run.name}") as progress:
+        paths = generate_sample(
+            run, n=n, out_dir=out, seed=seed, shard_size=shard_size, checkpoint=checkpoint,
+            progress=progress,
+        )  # fmt: skip
+    typer.echo(f"{n} generated events in {len(paths)} shards under {out}")
 
 
 def _name_value(item: str) -> tuple[str, str]:
@@ -606,6 +672,14 @@ def export_command(
     checkpoint: Annotated[
         str, typer.Option("--checkpoint", help="best (default), last, epoch-0003 or a .pt.")
     ] = "best",
+    score: Annotated[
+        str | None,
+        typer.Option(
+            "--score",
+            help="Generator runs: the score the bundle returns (reconstruction, kl, mu2, "
+            "latent_nll, discriminator; default: the run config's model.score).",
+        ),
+    ] = None,
 ) -> None:
     """Export a run's checkpoint as a calibrated bundle: ONNX fp32 (+ int8 where it passes its
     gate), thresholds with Clopper-Pearson intervals, provenance."""
@@ -620,6 +694,7 @@ def export_command(
         background=calibrate,
         signals=dict(_name_value(item) for item in signals or []),
         checkpoint=checkpoint,
+        score=score,
         int8=int8,
         target_efficiencies=efficiencies,
         prescales=_numbers("--prescale", prescale, int) if prescale else None,

@@ -64,7 +64,7 @@ from service.bundle import (
 )
 from training import __version__
 from training.calibration import WorkingPointCalibration, calibrate, measure_efficiency
-from training.data.inputs import Inputs, default_features, default_ranges
+from training.data.inputs import Inputs, Kind, default_features, default_ranges
 from training.errors import ExportFailed, NaeError, TooFewEvents, require
 from training.metrics import rejection_at_signal_efficiency, roc_auc
 
@@ -345,7 +345,7 @@ def export_bundle(
     *,
     name: str,
     version: int,
-    kind: Literal["jet-image", "jet-features", "event"],
+    kind: Kind,
     background: Inputs,
     target_efficiencies: Sequence[float] = DEFAULT_EFFICIENCIES,
     reference_rate_hz: float = REFERENCE_RATE_HZ,
@@ -490,6 +490,7 @@ def export_run(
     background: str | Path,
     signals: Mapping[str, str | Path] | None = None,
     checkpoint: str = "best",
+    score: str | None = None,
     **options: Any,
 ) -> Bundle:
     """``nae export``: the selected checkpoint of a training run as the bundle
@@ -500,18 +501,21 @@ def export_run(
     resolved config as TOML with its sha256 and seed, every training sample's content hash and
     description, and ``commands``: the ``nae train`` line that remakes the run
     (``_train_command``) and the ``nae export`` line of this export (``export_command_line``),
-    so that a bundle says how to rebuild it (its model card prints them). ``options`` are those of
-    ``export_bundle`` (``int8``, ``target_efficiencies``, ``reference_rate_hz``, ...).
+    so that a bundle says how to rebuild it (its model card prints them). ``score`` picks
+    which of a generator's scores (``TableVAE.scores``) the bundle returns (default: its
+    config's). ``options`` are those of ``export_bundle`` (``int8``, ``target_efficiencies``,
+    ``reference_rate_hz``, ...).
     """
     from training.checkpoint import load_model
     from training.config import config_to_toml
     from training.data.shards import describe_sample, hash_sample
-    from training.models.families import input_shape
 
     out_dir = Path(out_dir)
     if not out_dir.name.isdigit() or int(out_dir.name) < 1 or not out_dir.parent.name:
         raise ExportFailed(f"--out {out_dir} must be models/NAME/VERSION with VERSION >= 1")
     model, config, state = load_model(run_dir, checkpoint)
+    if score is not None:
+        _choose_score(model, score)
     kind = _KINDS[config.data.input]
     training_samples = [Path(path) for path in config.data.train]
     if any(_same_path(background, path) for path in training_samples):
@@ -519,16 +523,17 @@ def export_run(
             f"calibration sample {background} is one the run trained on: thresholds need a "
             "background apart from training and validation (generate one with another seed)"
         )
-    features = tuple(default_features(kind, input_shape(config.data), config.data.features))
+    features = tuple(default_features(kind, model.input_shape, config.data.features))
     description = {
         "preprocessing": {
             "in_graph": True,
             "kind": config.model.preprocessing,
-            "pt_power": config.model.pt_power,
+            "pt_power": getattr(config.model, "pt_power", 1.0),
         },
         "model": {
             "family": config.model.family,
-            "architecture": config.model.architecture,
+            "architecture": getattr(config.model, "architecture", "dense"),
+            "score": model.default_score,
             "hyperparameters": config.model.model_dump(mode="json"),
         },
         "provenance": {
@@ -552,6 +557,7 @@ def export_run(
                     background=background,
                     signals=signals or {},
                     checkpoint=checkpoint,
+                    score=score,
                     **{key: options[key] for key in _COMMAND_OPTIONS if key in options},
                 ),
             },
@@ -570,10 +576,11 @@ def export_run(
     )
 
 
-_KINDS: dict[str, Literal["jet-image", "jet-features", "event"]] = {
+_KINDS: dict[str, Kind] = {
     "images": "jet-image",
     "features": "jet-features",
     "events": "event",
+    "table": "event-features",
 }
 
 
@@ -591,6 +598,7 @@ def export_command_line(
     target_efficiencies: Sequence[float] = DEFAULT_EFFICIENCIES,
     prescales: Sequence[int] | None = None,
     reference_rate_hz: float = REFERENCE_RATE_HZ,
+    score: str | None = None,
 ) -> str:
     """The ``nae export`` line that exports a run with these arguments (``export_run``'s): what
     a bundle records as its rebuild command. Options at their defaults are left out."""
@@ -606,6 +614,8 @@ def export_command_line(
         args += ["--input-rate-hz", repr(float(reference_rate_hz))]
     if checkpoint != "best":
         args += ["--checkpoint", checkpoint]
+    if score is not None:
+        args += ["--score", score]
     return shlex.join(args)
 
 
@@ -613,16 +623,30 @@ def _train_command(config: Any, run_dir: str | Path) -> str:
     """The ``nae train`` line that remakes a run of ``config``: its recipe with its seed where
     that resolves to exactly this config (the Makefile's study runs), else the run's own
     resolved ``config.toml``, which the bundle's provenance also holds."""
-    from training.config import load_run_config
+    from training.config import load_config
 
     seed = config.train.seed
     try:
-        same = load_run_config(config.name, [f"train.seed={seed}"]) == config
+        same = load_config(config.name, [f"train.seed={seed}"]) == config
     except NaeError:  # not a recipe of training/configs/
         same = False
     if same:
         return f"nae train {config.name} --set train.seed={seed} --run-dir {run_dir}"
     return f"nae train {Path(run_dir) / 'config.toml'} --run-dir {run_dir}"
+
+
+def _choose_score(model: Any, score: str) -> None:
+    """Make a generator's ``forward`` return ``score``; other models have one fixed score."""
+    from training.models.generators.vae import TableVAE
+
+    if not isinstance(model, TableVAE):
+        raise ExportFailed(
+            f"--score {score!r}: only generator runs (zgamma-*) choose their exported score"
+        )
+    available = model.score_names
+    if score not in available:
+        raise ExportFailed(f"--score {score!r}: this {type(model).__name__} has {available}")
+    model.default_score = score
 
 
 def _same_path(a: str | Path, b: str | Path) -> bool:

@@ -58,7 +58,7 @@ from training.train import METRICS_FILE, RunSummary
 
 __all__ = ["Optimisers", "TableBatch", "generator_step", "load_table", "train_generator"]
 
-_EVAL_BATCH = 8192
+_EVAL_BATCH = 2048  # rows at a time: the quantile codec's (N, k, n_quantiles) intermediate
 
 
 @dataclass(frozen=True)

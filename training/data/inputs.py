@@ -5,7 +5,9 @@ Each bundle kind (docs/contracts.md, contract 2) takes one array of the shard la
 - ``jet-image``: ``images`` (N, 40, 40), unit-sum pixel intensities;
 - ``jet-features``: ``features/<name>`` (N,) each, stacked in the bundle's order into (N, k);
 - ``event``: ``particles`` (N, 19, 4): pT [GeV], eta, phi [rad], class id per row, or its first
-  columns (a model of (N, 19, 3) takes pT, eta and phi).
+  columns (a model of (N, 19, 3) takes pT, eta and phi);
+- ``event-features``: ``features/<name>`` (N,) each of a feature-table shard (the Z-gamma
+  sample's 18), stacked in the bundle's order into (N, k).
 
 A source is a shard directory or file, an ``.npy`` array (taken as the input itself), or a public
 file (top-tagging landscape, ADC2021), which is converted to shards in a temporary directory
@@ -41,8 +43,9 @@ __all__ = [
     "source_format",
 ]
 
-Kind = Literal["jet-image", "jet-features", "event"]
-KINDS: tuple[Kind, ...] = ("jet-image", "jet-features", "event")
+Kind = Literal["jet-image", "jet-features", "event", "event-features"]
+KINDS: tuple[Kind, ...] = ("jet-image", "jet-features", "event", "event-features")
+_NAMED_FEATURES = ("jet-features", "event-features")  # kinds whose columns are features/<name>
 SourceFormat = Literal["shards", "npy", "landscape", "adc2021"]
 EVENT_FEATURES = ("pt [GeV]", "eta", "phi [rad]", "class id")  # the columns of a (19, 4) row
 _FEATURE_UNITS = {"mass": "GeV", "msd": "GeV", "log_msd": "log GeV"}  # others: dimensionless
@@ -64,6 +67,13 @@ def default_features(
     ``feature_datasets`` in order."""
     if kind == "event":
         return list(EVENT_FEATURES[: input_shape[-1]])
+    if kind == "event-features":
+        from training.data.zgamma import FEATURE_UNITS
+
+        return [
+            f"{name} [{FEATURE_UNITS[name]}]" if name in FEATURE_UNITS else name
+            for name in feature_datasets
+        ]
     if kind == "jet-features":
         return [
             f"{name} [{_FEATURE_UNITS[name]}]" if name in _FEATURE_UNITS else name
@@ -81,6 +91,8 @@ def default_ranges(kind: Kind, features: Sequence[str]) -> list[tuple[float | No
     ``training.data.jets`` is non-negative (log_msd too: msd is floored at 1 GeV) except
     ``msd``, which is open below: FastJet gives a groomed jet whose four-momentum rounds to
     spacelike the mass -sqrt(-m^2), so some real QCD jets have msd slightly below 0.
+    The Z-gamma features have the bounds of ``training.data.zgamma.FEATURE_RANGES`` (open
+    where unknown).
     """
     if kind == "jet-image":
         return [(0.0, 1.0)]
@@ -88,6 +100,10 @@ def default_ranges(kind: Kind, features: Sequence[str]) -> list[tuple[float | No
         phi_max = float(np.nextafter(np.float32(np.pi), np.float32(4)))
         bounds = [(0.0, None), (None, None), (-phi_max, phi_max), (0.0, 4.0)]
         return bounds[: len(features)]
+    if kind == "event-features":
+        from training.data.zgamma import FEATURE_RANGES
+
+        return [FEATURE_RANGES.get(dataset_name(f), (None, None)) for f in features]
     return [(None, None) if dataset_name(f) in _SIGNED_FEATURES else (0.0, None) for f in features]
 
 
@@ -134,8 +150,8 @@ class Inputs:
         if self.kind not in KINDS:
             raise BadDataFile(f"unknown bundle kind {self.kind!r}; use one of {list(KINDS)}")
         features = tuple(self.features)
-        if self.kind == "jet-features" and not features:
-            raise BadDataFile("jet-features inputs need the names of their features")
+        if self.kind in _NAMED_FEATURES and not features:
+            raise BadDataFile(f"{self.kind} inputs need the names of their features")
         if self.kind == "jet-image" and features:
             raise BadDataFile(f"jet-image inputs take no features, got {list(features)}")
         if self.kind == "event" and features != EVENT_FEATURES[: len(features)]:
@@ -195,13 +211,13 @@ class Inputs:
         }
 
     def _shard_chunks(self, source: Path, chunk_size: int) -> Iterator[np.ndarray]:
-        if self.kind == "jet-features":
+        if self.kind in _NAMED_FEATURES:
             datasets = [f"features/{dataset_name(feature)}" for feature in self.features]
         else:
             datasets = [_DATASETS[self.kind]]
         files = shard_files(source) if source.is_dir() else [source]
         for shard in iter_chunks(files, chunk_size=chunk_size, datasets=datasets):
-            if self.kind == "jet-features":
+            if self.kind in _NAMED_FEATURES:
                 yield np.stack([shard.arrays[name] for name in datasets], axis=1)  # (n, k)
             elif self.kind == "event" and self.features:
                 columns = len(self.features)
@@ -213,7 +229,7 @@ class Inputs:
         from training.data.convert import convert_adc2021, convert_landscape
 
         expected = "event" if source_kind == "adc2021" else "jet"
-        if not self.kind.startswith(expected):
+        if not self.kind.startswith(expected) or self.kind == "event-features":
             raise BadDataFile(
                 f"{self.path} is a {source_kind} file of {expected}s; a {self.kind} bundle "
                 "cannot score it"

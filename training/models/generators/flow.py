@@ -64,14 +64,14 @@ class RealNVP(nn.Module):
         )
 
     def forward(self, eps: Tensor) -> tuple[Tensor, Tensor]:  # eps -> z, log|det dz/deps|
-        log_det = torch.zeros(len(eps), dtype=eps.dtype)
+        log_det = torch.zeros_like(eps[:, 0])
         for layer in self.layers:
             eps, step = layer(eps)
             log_det = log_det + step
         return eps, log_det
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:  # z -> eps, log|det deps/dz|
-        log_det = torch.zeros(len(z), dtype=z.dtype)
+        log_det = torch.zeros_like(z[:, 0])
         for layer in reversed(self.layers):
             z, step = layer.inverse(z)
             log_det = log_det + step

@@ -168,6 +168,12 @@ class TableVAE(nn.Module):
         u, onehot = self.codec(x)
         return self.encode(u, onehot)[0]
 
+    @property
+    def score_names(self) -> list[str]:
+        """The keys of ``scores``."""
+        names = ["reconstruction", "kl", "mu2", "latent_nll"]
+        return names + (["discriminator"] if self.discriminator is not None else [])
+
     def scores(self, x: Tensor) -> dict[str, Tensor]:
         """Every anomaly score of raw events ``x`` (N, k), each (N,)."""
         u, onehot = self.codec(x)
