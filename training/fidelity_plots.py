@@ -47,10 +47,10 @@ def make_fidelity_plots(out_dir: str | os.PathLike[str]) -> list[Path]:
     return paths
 
 
-def _figure(width: float, height: float) -> Any:
+def _figure(width: float, height: float, *, layout: str | None = "constrained") -> Any:
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(width, height), layout=layout)
 
 
 def _edges(reference: np.ndarray, discrete: bool) -> np.ndarray:
@@ -66,8 +66,12 @@ def _overlays(report: dict[str, Any], samples: dict[str, np.ndarray], path: Path
     features = report["features"]
     columns = 6
     rows = -(-len(features) // columns)
-    fig = _figure(3.2 * columns, 3.4 * rows)
-    grid = fig.add_gridspec(2 * rows, columns, height_ratios=[3, 1] * rows)
+    # a fixed layout: the constrained solver takes seconds on 36 axes
+    fig = _figure(3.2 * columns, 3.4 * rows, layout=None)
+    grid = fig.add_gridspec(
+        2 * rows, columns, height_ratios=[3, 1] * rows, left=0.03, right=0.99, bottom=0.03,
+        top=0.97, wspace=0.25, hspace=0.45,
+    )  # fmt: skip
     for i, name in enumerate(features):
         row, column = divmod(i, columns)
         main = fig.add_subplot(grid[2 * row, column])

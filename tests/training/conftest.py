@@ -212,3 +212,24 @@ def feature_shards_fixture() -> Callable[..., Path]:
     """``feature_shards(directory, n, seed, shift=0.0)``: one seeded test shard of the eight
     jet features; returns ``directory``."""
     return write_feature_shards
+
+
+@pytest.fixture(scope="session")
+def zgamma_samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny real Z-gamma samples (Pythia + the detector): 150 background events for training,
+    50 held out, 30 signal events; shard directories keyed train / test / signal."""
+    from training.config import ZgammaSampleConfig
+    from training.data.generation import generate_shards
+
+    root = tmp_path_factory.mktemp("zgamma")
+    samples = {
+        "train": ("zgamma", 150, 31),
+        "test": ("zgamma", 50, 32),
+        "signal": ("h_zgamma", 30, 33),
+    }
+    for name, (process, n, seed) in samples.items():
+        generate_shards(
+            "zgamma", ZgammaSampleConfig(process=process), n=n, out_dir=root / name, seed=seed,
+            shard_size=n,
+        )  # fmt: skip
+    return {name: root / name for name in samples}

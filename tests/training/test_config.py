@@ -21,7 +21,9 @@ from training.config import (
 )
 from training.errors import NaeError
 
-RECIPES = sorted(p.stem for p in (Path("training") / "configs").glob("*.toml"))
+ALL_RECIPES = sorted(p.stem for p in (Path("training") / "configs").glob("*.toml"))
+GENERATOR_RECIPES = [name for name in ALL_RECIPES if name.startswith("zgamma-")]
+RECIPES = [name for name in ALL_RECIPES if name not in GENERATOR_RECIPES]
 REQUIRED = {
     f"jets-{process}-image-{family}" for process in ("qcd", "top") for family in ("nae", "ae")
 } | {
@@ -61,3 +63,39 @@ def test_overrides_are_typed_and_bad_ones_name_the_key():
 def test_every_training_setting_is_described(model):
     undescribed = [name for name, field in model.model_fields.items() if not field.description]
     assert not undescribed or set(undescribed) <= {"input", "family", "latent"}
+
+
+def test_load_config_reads_generator_recipes_and_refuses_inconsistent_ones(tmp_path):
+    from training.config import GeneratorRunConfig, RunConfig, load_config
+
+    assert isinstance(load_config("zgamma-copula-vae"), GeneratorRunConfig)
+    assert isinstance(load_config("events-sm-vae"), RunConfig)
+    config = load_config("zgamma-cvae-d", ["model.latent_dim=3", "data.inject_fraction=0.01",
+                                           "data.inject=data/zgamma/signal-train"])  # fmt: skip
+    assert config.model.latent_dim == 3 and config.data.inject_fraction == 0.01
+    for overrides, message in (
+        (["data.inject_fraction=0.01"], "go together"),
+        (["model.latent_dim=1"], "latent_dim >= 2"),
+        (['data.discrete=["n_jets", "n_bjets"]'], "n_bjets"),
+    ):
+        with pytest.raises(NaeError, match=message):
+            load_config("zgamma-vae-nf", overrides)
+    with pytest.raises(NaeError, match="discriminator"):
+        load_config("zgamma-vae", ["model.score=discriminator"])
+
+
+@pytest.mark.parametrize("name", GENERATOR_RECIPES)
+def test_each_generator_recipe_loads_and_round_trips(name):
+    from training.config import GeneratorRunConfig, load_config
+
+    config = load_config(name)
+    assert config.name == name and config.data.input == "table"
+    assert config.data.train[0].startswith("data/zgamma/") and config.data.signals
+    assert GeneratorRunConfig.model_validate(tomllib.loads(config_to_toml(config))) == config
+
+
+def test_all_six_generator_families_have_a_recipe():
+    from training.config import load_config
+
+    families = {load_config(name).model.family for name in GENERATOR_RECIPES}
+    assert families == {"vae", "vae_d", "vae_nf", "vae_nf_d", "copula_vae", "cvae_d"}

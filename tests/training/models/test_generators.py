@@ -1,0 +1,155 @@
+"""The VAE-family generators: flow, copula, codec, each family's training and generation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from training.config import GeneratorRunConfig
+from training.data.loaders import load_inputs
+from training.generator_training import (
+    TableBatch,
+    build_optimisers,
+    generator_step,
+    validation_loss,
+)
+from training.models.generators.copula import GaussianCopulaPrior, LogisticMixtureCDF
+from training.models.generators.families import build_generator
+from training.models.generators.flow import RealNVP
+
+FAMILIES = ("vae", "vae_d", "vae_nf", "vae_nf_d", "copula_vae", "cvae_d")
+
+
+def _config(family: str, train: str, **model: object) -> GeneratorRunConfig:
+    return GeneratorRunConfig.model_validate(
+        {
+            "name": f"test-{family}",
+            "data": {"input": "table", "train": [train]},
+            "model": {"family": family, "hidden": [32, 32], "latent_dim": 4,
+                      "n_quantiles": 64, **model},
+            "train": {"batch_size": 64, "lr": 5e-3},
+        }
+    )  # fmt: skip
+
+
+def _randomised(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Parameters drawn at random: a freshly built flow is the identity, which tests nothing."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(0.5 * torch.randn(parameter.shape, generator=generator))
+    return module
+
+
+def test_realnvp_is_invertible_with_the_autograd_log_determinant():
+    flow = _randomised(RealNVP(4, n_layers=4, hidden=16), seed=1).double()
+    eps = torch.randn(50, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    z, log_det = flow(eps)
+    back, inverse_log_det = flow.inverse(z)
+    assert not torch.allclose(z, eps, atol=1e-2)  # the flow does something
+    torch.testing.assert_close(back, eps, atol=1e-10, rtol=0)
+    torch.testing.assert_close(inverse_log_det, -log_det, atol=1e-10, rtol=0)
+    for i in range(5):
+        jacobian = torch.autograd.functional.jacobian(lambda e: flow(e.unsqueeze(0))[0][0], eps[i])
+        assert log_det[i].item() == pytest.approx(
+            torch.linalg.slogdet(jacobian)[1].item(), abs=1e-9
+        )
+
+
+def test_copula_marginals_are_monotone_cdfs_with_their_density_and_quantile():
+    marginals = _randomised(LogisticMixtureCDF(3, 5), seed=3).double()
+    grid = torch.linspace(-60, 60, 20001, dtype=torch.float64).unsqueeze(1).expand(-1, 3)
+    with torch.no_grad():
+        cdf = marginals.cdf(grid)
+        density = marginals.log_density(grid).exp()
+        assert (torch.diff(cdf, dim=0) >= 0).all()  # never decreasing (float64 saturates)
+        inside = (cdf[1:] > 1e-12) & (cdf[1:] < 1 - 1e-12)
+        assert (torch.diff(cdf, dim=0)[inside] > 0).all()  # and strictly increasing inside
+        assert cdf[0].max() < 1e-6 and cdf[-1].min() > 1 - 1e-6
+        area = torch.trapezoid(density, grid[:, 0], dim=0)
+        torch.testing.assert_close(area, torch.ones(3, dtype=torch.float64), atol=1e-6, rtol=0)
+        z = torch.randn(200, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+        torch.testing.assert_close(marginals.quantile(marginals.cdf(z)), z, atol=1e-8, rtol=0)
+
+
+def test_copula_prior_is_a_normalised_density_that_its_samples_follow():
+    prior = _randomised(GaussianCopulaPrior(2, n_components=3), seed=5)
+    axis = torch.linspace(-25, 25, 801)
+    zz = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(-1, 2)
+    with torch.no_grad():
+        density = prior.log_prob(zz).exp().reshape(801, 801)
+        step = float(axis[1] - axis[0])
+        assert float(density.sum()) * step**2 == pytest.approx(1.0, abs=0.01)
+        samples = prior.sample(20000, torch.Generator().manual_seed(6))
+    # the samples' fraction below the prior's marginal median is one half
+    median = prior.marginals.quantile(torch.full((1, 2), 0.5))
+    fraction = (samples < median).double().mean(dim=0)
+    assert torch.all((fraction - 0.5).abs() < 4 * math.sqrt(0.25 / 20000))
+    cholesky = prior.cholesky()
+    torch.testing.assert_close(torch.diagonal(cholesky @ cholesky.T), torch.ones(2))
+
+
+@pytest.mark.pythia
+def test_codec_round_trips_real_events(zgamma_samples):
+    config = _config("vae", str(zgamma_samples["train"]))
+    x = load_inputs([zgamma_samples["train"]], input="features", features=config.data.features)
+    model = build_generator(config)
+    model.codec.fit(x.numpy())
+    u, onehot = model.codec(x)
+    categories = model.codec.categories(x)
+    back = model.codec.decode(u, categories)
+    continuous = model.codec.continuous_index
+    torch.testing.assert_close(back[:, continuous], x[:, continuous], rtol=2e-3, atol=2e-3)
+    discrete = model.codec.discrete_index
+    assert torch.equal(back[:, discrete], torch.clamp(x[:, discrete], max=7))
+    assert onehot.sum(dim=1).eq(model.codec.n_discrete).all()
+
+
+@pytest.mark.pythia
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_trains_its_losses_fall_and_it_generates_integer_counts(zgamma_samples, family):
+    config = _config(family, str(zgamma_samples["train"]))
+    x = load_inputs([zgamma_samples["train"]], input="features", features=config.data.features)
+    torch.manual_seed(7)
+    model = build_generator(config)
+    model.codec.fit(x.numpy())
+    with torch.no_grad():
+        u, onehot = model.codec(x)
+    batch = TableBatch(u, onehot, model.codec.categories(x))
+    optimisers = build_optimisers(config, model)
+    generator = torch.Generator().manual_seed(8)
+    before = validation_loss(model, batch, beta=1.0, seed=0)
+    steps = [
+        generator_step(model, batch.rows(slice(i % 3 * 50, i % 3 * 50 + 50)), optimisers,
+                       beta=1.0, adversarial_weight=0.05, generator=generator)
+        for i in range(150)
+    ]  # fmt: skip
+    after = validation_loss(model, batch, beta=1.0, seed=0)
+    assert after < before - 3.0, (before, after)  # nats per event: far beyond the noise
+    if family.endswith("_d"):
+        assert all(math.isfinite(s["discriminator"]) for s in steps)
+    generated = model.generate(500, torch.Generator().manual_seed(9))
+    assert generated.shape == (500, 18) and torch.isfinite(generated).all()
+    counts = generated[:, model.codec.discrete_index]
+    assert torch.equal(counts, counts.round()) and counts.min() >= 0
+    scores = model.scores(x)
+    assert set(scores) == set(model.score_names)
+    assert all(v.shape == (len(x),) and torch.isfinite(v).all() for v in scores.values())
+
+
+@pytest.mark.pythia
+def test_conditional_generation_draws_the_jet_counts_with_their_frequencies(zgamma_samples):
+    config = _config("cvae_d", str(zgamma_samples["train"]))
+    x = load_inputs([zgamma_samples["train"]], input="features", features=config.data.features)
+    model = build_generator(config)
+    model.codec.fit(x.numpy())
+    n = 20_000
+    generated = model.generate(n, torch.Generator().manual_seed(10))
+    column = config.data.features.index("n_jets")
+    for value in np.unique(x[:, column].numpy()):
+        expected = float((x[:, column] == value).double().mean())
+        observed = float((generated[:, column] == value).double().mean())
+        assert abs(observed - expected) < 4 * math.sqrt(expected * (1 - expected) / n) + 1e-9
