@@ -7,7 +7,7 @@ PORT ?= 8000
 MODELS ?= models
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format install-serve install-dev samples train-samples test-samples fresh-samples study cards clean
+.PHONY: run test lint format install-serve install-dev samples train-samples test-samples fresh-samples study cards zgamma-samples vae-study clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -94,6 +94,46 @@ study: train-samples
 # highest version of each) and the table of shipped bundles in models/README.md.
 cards: install-dev
 	$(BIN)/nae bundle cards $(MODELS) --out-dir docs/models --readme models/README.md
+
+# The VAE-family study on Z-gamma (issue 11; docs/results-vae.md): background for training,
+# held-out background (>= 50k: fidelity and classification), a signal test sample and a
+# separate signal sample to inject into training; seeds 401-404, apart from every other sample's.
+# Resumable as above.
+zgamma-samples: install-dev
+	$(NAE_DATA) zgamma --process zgamma --n 100000 --seed 401 --shard-size 10000 --workers $(SAMPLE_WORKERS) --out data/zgamma/train
+	$(NAE_DATA) zgamma --process zgamma --n 50000 --seed 402 --shard-size 10000 --workers $(SAMPLE_WORKERS) --out data/zgamma/test
+	$(NAE_DATA) zgamma --process h_zgamma --n 20000 --seed 403 --shard-size 5000 --workers $(SAMPLE_WORKERS) --out data/zgamma/signal
+	$(NAE_DATA) zgamma --process h_zgamma --n 6000 --seed 404 --shard-size 6000 --workers $(SAMPLE_WORKERS) --out data/zgamma/signal-train
+	for dir in data/zgamma/*; do $(NAE_DATA) hash $$dir; done
+
+# Six generators x three seeds, each trained and evaluated (fidelity against the 50k held-out
+# events, speed, classification), then each recipe once per injected signal fraction; a run
+# with summary.json is not trained again, one with its metrics.json not evaluated again, so
+# repeat the command after any stop: nohup make vae-study > runs/vae-study.log 2>&1 &
+VAE_RECIPES := zgamma-vae zgamma-vae-d zgamma-vae-nf zgamma-vae-nf-d zgamma-copula-vae zgamma-cvae-d
+VAE_SEEDS ?= 1 2 3
+VAE_INJECT ?= 0.001 0.01 0.05
+VAE_RUNS ?= runs/vae
+vae-study: zgamma-samples
+	@mkdir -p $(VAE_RUNS)
+	@for recipe in $(VAE_RECIPES); do \
+	  for seed in $(VAE_SEEDS); do \
+	    run=$(VAE_RUNS)/$$recipe-seed$$seed; \
+	    test -f $$run/summary.json || { echo "== train $$run"; \
+	      OMP_NUM_THREADS=1 $(BIN)/nae train $$recipe --set train.seed=$$seed --run-dir $$run --resume || exit 1; }; \
+	    test -f $$run/evaluation/best/metrics.json || { echo "== evaluate $$run"; \
+	      OMP_NUM_THREADS=1 $(BIN)/nae evaluate $$run || exit 1; }; \
+	  done; \
+	  for fraction in $(VAE_INJECT); do \
+	    run=$(VAE_RUNS)/$$recipe-inject$$fraction-seed1; \
+	    test -f $$run/summary.json || { echo "== train $$run"; \
+	      OMP_NUM_THREADS=1 $(BIN)/nae train $$recipe --set data.inject=data/zgamma/signal-train \
+	        --set data.inject_fraction=$$fraction --run-dir $$run --resume || exit 1; }; \
+	    test -f $$run/evaluation/best/metrics.json || { echo "== evaluate $$run"; \
+	      OMP_NUM_THREADS=1 $(BIN)/nae evaluate $$run || exit 1; }; \
+	  done; \
+	done
+	$(BIN)/python -m benchmarks.vae_study $(VAE_RUNS) --out benchmarks/results/vae_study.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

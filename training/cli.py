@@ -562,6 +562,12 @@ def evaluate_command(
     if tomllib.loads((run / "config.toml").read_text())["data"].get("input") == "table":
         from training.generator_evaluation import evaluate_generator
 
+        if all_checkpoints:
+            raise NaeError(
+                "--all-checkpoints compares NAE/AE checkpoints; for a generator run, evaluate "
+                "one with --checkpoint epoch-NNNN"
+            )
+
         summary = evaluate_generator(
             run, out_dir=out, checkpoint=checkpoint, n_bootstrap=n_bootstrap, **options
         )

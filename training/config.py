@@ -597,9 +597,9 @@ class TableDataConfig(_Frozen):
     """Feature-table shards (``features/<name>`` per event) to train a generator on.
 
     ``discrete`` names the integer features (jet counts), which the model treats as
-    categories. ``inject`` / ``inject_fraction``: signal events from another sample mixed into
-    the training data at that fraction of the training rows (a contaminated background, as
-    real data would be); the validation split stays as drawn."""
+    categories. ``inject`` / ``inject_fraction``: signal events from another sample mixed in
+    so that they make up that fraction of the rows (a contaminated background, as real data
+    would be), before the train/validation split, which then holds signal too, as data would."""
 
     input: Literal["table"] = Field(description="table: one row of named features per event")
     train: tuple[str, ...] = Field(min_length=1, description="shard directories to train on")
