@@ -591,6 +591,7 @@ GeneratorFamily = Literal["vae", "vae_d", "vae_nf", "vae_nf_d", "copula_vae", "c
 GeneratorScore = Literal["reconstruction", "kl", "mu2", "latent_nll", "discriminator"]
 TablePreprocessing = Literal["quantile", "standardise"]
 _ADVERSARIAL = ("vae_d", "vae_nf_d", "cvae_d")
+_MAX_COMBINATIONS = 4096  # decoder outputs for the discrete features' joint categorical
 
 
 class TableDataConfig(_Frozen):
@@ -697,6 +698,17 @@ class GeneratorRunConfig(_Frozen):
     data: TableDataConfig
     model: GeneratorModelConfig
     train: GeneratorTrainConfig = Field(default_factory=GeneratorTrainConfig)
+
+    @model_validator(mode="after")
+    def _joint_categories_fit(self) -> GeneratorRunConfig:
+        """The decoder's joint categorical has max_categories ** len(discrete) outputs."""
+        combinations = self.model.max_categories ** len(self.data.discrete)
+        if combinations > _MAX_COMBINATIONS:
+            raise ValueError(
+                f"model.max_categories ** len(data.discrete) = {combinations} joint categories,"
+                f" more than {_MAX_COMBINATIONS}: lower model.max_categories"
+            )
+        return self
 
 
 def _override_value(assignment: str, value: str) -> Any:

@@ -106,6 +106,8 @@ def test_codec_round_trips_real_events(zgamma_samples):
     discrete = model.codec.discrete_index
     assert torch.equal(back[:, discrete], torch.clamp(x[:, discrete], max=7))
     assert onehot.sum(dim=1).eq(model.codec.n_discrete).all()
+    joint = model.codec.combination_onehot_of(categories)  # the decoder's joint categorical
+    assert torch.equal(joint @ model.codec.combination_onehot, onehot)
 
 
 @pytest.mark.pythia

@@ -2,9 +2,12 @@
 
 Continuous features go through ``QuantileToNormal`` (or ``Standardise``) into roughly normal
 units; discrete features (integer counts such as the number of jets) become categories
-0 .. K-1 (larger counts fold into K-1), one-hot for the networks. ``decode`` inverts both, so
-generated counts are integers by construction and their frequencies are the categorical
-probabilities the decoder learned. Everything learned is a buffer, so the codec exports.
+0 .. K-1 (larger counts fold into K-1), one-hot per feature for the networks' inputs. The
+decoder models the discrete features jointly, as one categorical over their K^d combinations
+(``combination``): counts that go together (all central jets are jets, so n_central <= n_jets)
+keep their joint frequencies, which independent categoricals per feature would lose.
+``decode`` inverts both, so generated counts are integers by construction. Everything learned
+is a buffer, so the codec exports.
 """
 
 from __future__ import annotations
@@ -50,8 +53,14 @@ class FeatureCodec(nn.Module):
         else:
             self.transform = Standardise(len(continuous))
         self.register_buffer("levels", torch.arange(n_categories, dtype=torch.float32))
+        n_combinations = n_categories ** len(discrete)
+        self.register_buffer("combination_counts", torch.zeros(n_combinations, dtype=torch.float64))
         self.register_buffer(
-            "combination_counts", torch.zeros(n_categories ** len(discrete), dtype=torch.float64)
+            "combination_levels", torch.arange(n_combinations, dtype=torch.float32)
+        )
+        # row c: the per-feature one-hot of combination c, (K^d, d * K)
+        self.register_buffer(
+            "combination_onehot", self.onehot(self.categories_of(torch.arange(n_combinations)))
         )
 
     @property
@@ -65,6 +74,10 @@ class FeatureCodec(nn.Module):
     @property
     def onehot_size(self) -> int:
         return self.n_discrete * self.n_categories
+
+    @property
+    def n_combinations(self) -> int:
+        return len(self.combination_counts)
 
     def fit(self, x: np.ndarray) -> FeatureCodec:
         """Fit the continuous transform and count the discrete combinations of ``x`` (N, k)."""
@@ -96,6 +109,13 @@ class FeatureCodec(nn.Module):
     def combination(self, categories: Tensor) -> Tensor:  # (N, d) -> (N,) long, mixed radix
         weights = self.n_categories ** torch.arange(self.n_discrete - 1, -1, -1)
         return (categories.long() * weights).sum(dim=1)
+
+    def combination_onehot_of(self, categories: Tensor) -> Tensor:
+        """(N, d) float categories -> (N, K^d) one-hot of their combination, in float
+        arithmetic (exact for these small integers), which exports to ONNX."""
+        weights = self.n_categories ** torch.arange(self.n_discrete - 1, -1, -1)
+        index = (categories * weights.to(categories.dtype)).sum(dim=1, keepdim=True)
+        return (index == self.combination_levels).to(torch.float32)
 
     def categories_of(self, combination: Tensor) -> Tensor:  # (N,) long -> (N, d) float
         digits = []

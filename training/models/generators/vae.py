@@ -2,9 +2,10 @@
 
 Encoder: (continuous features in normal units, discrete ones one-hot) -> mu, log sigma^2 of a
 diagonal Gaussian q(z|x). Decoder: z (and, conditional, the one-hot discrete features) -> a
-Gaussian (mean, log sigma) per continuous feature and, unconditional, a categorical per
-discrete one, so a generated event is a draw from the decoder's distribution, not its mean
-(a VAE's mean is blurred; its draws have the data's spread). The prior p(z) is a part: the
+Gaussian (mean, log sigma) per continuous feature and, unconditional, one categorical over
+the joint combinations of the discrete ones (``codec``), so a generated event is a draw from
+the decoder's distribution, not its mean (a VAE's mean is blurred; its draws have the data's
+spread). The prior p(z) is a part: the
 standard normal here (``vae``), a RealNVP flow (``flow.FlowPrior``) or a Gaussian copula
 (``copula.GaussianCopulaPrior``).
 
@@ -54,8 +55,8 @@ class GaussianPrior(nn.Module):
 
 
 class Decoded(NamedTuple):
-    """The decoder's distribution: per continuous feature a Gaussian (N, c) each; per
-    discrete feature logits (N, d * K), or None when the discrete features are the condition."""
+    """The decoder's distribution: per continuous feature a Gaussian (N, c) each; logits of
+    the discrete features' joint combination (N, K^d), or None when they are the condition."""
 
     mean: Tensor
     log_sigma: Tensor
@@ -85,7 +86,7 @@ class TableVAE(nn.Module):
         c, h = codec.n_continuous, codec.onehot_size
         options = {"activation": activation, "spectral_norm": False}
         self.encoder = DenseEncoder((c + h,), hidden, 2 * latent_dim, **options)
-        n_out = 2 * c + (0 if conditional else h)
+        n_out = 2 * c + (0 if conditional else codec.n_combinations)
         n_condition = h if conditional else 0
         self.decoder = DenseDecoder(
             (n_out,), hidden, latent_dim + n_condition, sigmoid=False, **options
@@ -113,15 +114,14 @@ class TableVAE(nn.Module):
         return Decoded(out[:, :c], torch.clamp(out[:, c : 2 * c], *_LOG_SIGMA_LIMITS), logits)
 
     def nll(self, u: Tensor, categories: Tensor, decoded: Decoded) -> Tensor:
-        """-log p(x|z) per event (N,): Gaussian per continuous feature, categorical per
-        discrete one (not for a conditional model, whose discrete features are given)."""
+        """-log p(x|z) per event (N,): Gaussian per continuous feature, the joint categorical
+        of the discrete ones (not for a conditional model, whose discrete features are given)."""
         z_score = (u - decoded.mean) * torch.exp(-decoded.log_sigma)
         nll = (0.5 * z_score.square() + decoded.log_sigma + _HALF_LOG_2PI).sum(dim=1)
         if decoded.logits is None:
             return nll
-        log_p = torch.log_softmax(decoded.logits.unflatten(1, (-1, self.codec.n_categories)), -1)
-        onehot = self.codec.onehot(categories).unflatten(1, (-1, self.codec.n_categories))
-        return nll - (log_p * onehot).sum(dim=(1, 2))
+        log_p = torch.log_softmax(decoded.logits, dim=1)
+        return nll - (log_p * self.codec.combination_onehot_of(categories)).sum(dim=1)
 
     def kl(self, mu: Tensor, log_var: Tensor, z: Tensor) -> Tensor:
         """KL(q(z|x) || p(z)) per event (N,): analytic for the normal prior, else the
@@ -135,12 +135,14 @@ class TableVAE(nn.Module):
         self, decoded: Decoded, condition: Tensor | None, generator: torch.Generator
     ) -> tuple[Tensor, Tensor]:
         """A sample of the decoder's distribution in network units: continuous u (N, c),
-        reparameterised, and the one-hot (N, d * K), straight-through (or the condition)."""
+        reparameterised, and the per-feature one-hot (N, d * K) of a straight-through sample
+        of the joint combination (or the condition)."""
         noise = torch.randn(decoded.mean.shape, generator=generator)
         u = decoded.mean + torch.exp(decoded.log_sigma) * noise
         if decoded.logits is None:
             return u, condition
-        return u, straight_through_onehot(decoded.logits, self.codec.n_categories, generator)
+        joint = straight_through_onehot(decoded.logits, self.codec.n_combinations, generator)
+        return u, joint @ self.codec.combination_onehot
 
     def sample_conditions(self, n: int, generator: torch.Generator) -> Tensor:
         """(n, d) categories drawn from the joint frequencies of the fitted sample."""
