@@ -679,7 +679,7 @@ class GeneratorModelConfig(_Frozen):
 class GeneratorTrainConfig(_Frozen):
     """Optimisation of a generator: epochs of minibatches, one Adam(W) per network part."""
 
-    epochs: int = Field(60, ge=1, description="epochs; the lowest validation loss is selected")
+    epochs: int = Field(100, ge=1, description="epochs; the lowest validation loss is selected")
     batch_size: int = Field(512, ge=1, description="events per step")
     lr: float = Field(1e-3, gt=0.0, description="encoder, decoder and prior learning rate")
     discriminator_lr: float = Field(2e-4, gt=0.0, description="*_d: discriminator rate")
