@@ -34,6 +34,7 @@ def z_dir(tmp_path_factory, nae) -> Path:
         ("convert", ["FORMAT", "landscape", "adc2021", "--label"]),
         ("report", ["DIR...", "--out"]),
         ("hash", ["DIR", "sha256"]),
+        ("zgamma", ["--process", "zgamma", "h_zgamma", "--mass", "--set", "18 features"]),
     ],
 )
 def test_every_data_verb_explains_itself(verb, words, nae):
@@ -103,6 +104,22 @@ def _text_file(tmp_path: Path) -> Path:
         (lambda d: [*_Z_EVENTS, d, "--shard-index", 2, "--n-shards", 2], "not in 0..1"),
         (lambda d: [*_Z_EVENTS, d, "--shard-index", 0, "--n-shards", 0], "at least 1, got 0"),
         (lambda d: [*_Z_EVENTS, d, "--shard-index", 1], "go together"),
+        (
+            lambda d: [
+                "data",
+                "zgamma",
+                "--process",
+                "zgamma",
+                "--n",
+                5,
+                "--out",
+                d,
+                "--set",
+                "lepton_pt_min_gev=[10, 20]",
+            ],
+            "leading >= subleading",
+        ),
+        (lambda d: ["generate", d, "--n", 5, "--out", d / "g"], "no such checkpoint"),
         (
             lambda d: [*_Z_EVENTS, d, "--dask", "tcp://127.0.0.1:8786", "--workers", 2],
             "workers=2 (local processes) cannot be combined with a Dask cluster",
