@@ -28,14 +28,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
@@ -49,12 +47,12 @@ from training.checkpoint import (
     rng_states,
     save_checkpoint,
 )
-from training.config import GeneratorRunConfig, config_to_toml
+from training.config import GeneratorRunConfig
 from training.data.loaders import load_inputs
 from training.errors import BadDataFile, NaeError
 from training.models.generators.families import build_generator
 from training.models.generators.vae import TableVAE
-from training.train import METRICS_FILE, RunSummary
+from training.train import METRICS_FILE, RunSummary, prepare_run_dir, seed_everything
 
 __all__ = ["Optimisers", "TableBatch", "generator_step", "load_table", "train_generator"]
 
@@ -204,19 +202,10 @@ def train_generator(
     torch.set_num_threads(config.train.threads)
     run_dir = Path(run_dir)
     state = _resume_state(config, run_dir) if resume else None
+    prepare_run_dir(config, run_dir, fresh=state is None, resume=resume)
     metrics_path = run_dir / METRICS_FILE
-    if state is None and metrics_path.exists():
-        if not resume:
-            raise NaeError(
-                f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir"
-            )
-        metrics_path.unlink()
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(config_to_toml(config))
     seed = config.train.seed
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
+    seed_everything(seed)
     generators = {"data": torch.Generator().manual_seed(seed), "noise": torch.Generator()}
     generators["noise"].manual_seed(seed + 1)
 

@@ -67,6 +67,8 @@ __all__ = [
     "ae_loss",
     "build_optimizer",
     "nae_step",
+    "prepare_run_dir",
+    "seed_everything",
     "train",
     "training_steps",
 ]
@@ -143,11 +145,9 @@ def train(
     torch.set_num_threads(config.train.threads)
     run_dir = Path(run_dir)
     state = _resume_state(config, run_dir) if resume else None
-    _prepare_run_dir(config, run_dir, fresh=state is None, resume=resume)
+    prepare_run_dir(config, run_dir, fresh=state is None, resume=resume)
     seed = config.train.seed
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
+    seed_everything(seed)
     generators = {
         name: torch.Generator().manual_seed(_derived_seed(seed, i))
         for i, name in enumerate(("data", "sampler", "monitor"))
@@ -369,9 +369,10 @@ def _resume_state(config: RunConfig, run_dir: Path) -> dict[str, Any] | None:
     return state
 
 
-def _prepare_run_dir(config: RunConfig, run_dir: Path, *, fresh: bool, resume: bool) -> None:
-    """Create the run directory and write its ``config.toml``; refuse to overwrite a run. A
-    resumed run that never reached its first checkpoint starts again from scratch."""
+def prepare_run_dir(config: Any, run_dir: Path, *, fresh: bool, resume: bool) -> None:
+    """Create the run directory and write its ``config.toml`` (any run config: NAE family or
+    generator); refuse to overwrite a run. A resumed run that never reached its first
+    checkpoint starts again from scratch."""
     metrics = run_dir / METRICS_FILE
     if fresh and metrics.exists():
         if not resume:
@@ -381,6 +382,14 @@ def _prepare_run_dir(config: RunConfig, run_dir: Path, *, fresh: bool, resume: b
         metrics.unlink()
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(config_to_toml(config))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's, numpy's and Python's global generators (what the explicit generators of a
+    run do not cover, such as weight initialisation)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
 
 
 def _derived_seed(seed: int, index: int) -> int:
