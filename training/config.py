@@ -430,6 +430,12 @@ class ModelConfig(_Frozen):
     pt_power: float = Field(
         1.0, gt=0.0, description="images: pixel -> pixel^n, renormalised (arXiv:2206.14225)"
     )
+    image_smoothing: float = Field(
+        0.0,
+        ge=0.0,
+        description="images: Gaussian filter sigma in pixels, 0 = off (the GaussianFilter "
+        "augmentation of arXiv:2206.14225's code, heidelberg-hepml/normalized-autoencoders)",
+    )
     vae_score: VaeScore = Field(
         "mu2", description="vae: score forward returns (mu2: the CMS AXOL1TL trigger's)"
     )

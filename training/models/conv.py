@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from training.config import Activation
-from training.models.dense import activation_layer, maybe_spectral_norm
+from training.models.dense import activation_layer, maybe_spectral_norm, start_at_mean_pixel
 
 __all__ = ["ConvDecoder", "ConvEncoder"]
 
@@ -83,6 +83,8 @@ class ConvDecoder(nn.Module):
             nn.Conv2d(c, 1, 3, padding=1),
             nn.Sigmoid(),
         )  # fmt: skip
+        side = 20 if pooled else 40
+        start_at_mean_pixel(self.convs[-2], side * side)
         self.to(memory_format=torch.channels_last)
 
     def forward(self, z: Tensor) -> Tensor:

@@ -101,7 +101,9 @@ def fit_preprocessing(model: Model, x: np.ndarray) -> Model:
 def _preprocessing(config: RunConfig, shape: tuple[int, ...], pooled: bool) -> nn.Module:
     choice = config.model.preprocessing
     if config.data.input == "images":
-        return ImageReweighting(pt_power=config.model.pt_power, pool=pooled)
+        return ImageReweighting(
+            pt_power=config.model.pt_power, pool=pooled, smoothing=config.model.image_smoothing
+        )
     if choice == "standardise":
         return Standardise(shape[0])
     if choice == "quantile":

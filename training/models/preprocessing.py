@@ -12,7 +12,7 @@ buffers, so a model exported to ONNX carries its own preprocessing (docs/contrac
 - ``EventScaling``: the 19 x 3 trigger format; log1p(pT / GeV), eta and phi scaled per row, empty
   (zero-padded) slots kept at exactly zero so ``event_mask`` finds them again.
 - ``ImageReweighting``: pixel -> pixel^n renormalised to unit sum (the pT^n images of
-  arXiv:2206.14225), optionally sum-pooled 2 x 2 to 20 x 20.
+  arXiv:2206.14225), optionally smoothed by a Gaussian filter and sum-pooled 2 x 2 to 20 x 20.
 
 Every module maps ``(N, *input_shape)`` float32 to the tensor the network sees; ``fit`` takes a
 numpy array of raw inputs and returns the module.
@@ -162,16 +162,25 @@ def event_mask(u: Tensor) -> Tensor:
 
 
 class ImageReweighting(nn.Module):
-    """Images (N, 40, 40), unit sum -> pixel^n / sum(pixel^n), optionally 2 x 2 sum-pooled.
+    """Images (N, 40, 40), unit sum -> pixel^n / sum(pixel^n), optionally Gaussian-smoothed,
+    optionally 2 x 2 sum-pooled.
 
     n < 1 lifts the soft periphery against the hard core, which arXiv:2206.14225 finds makes AEs
-    less dominated by the leading subjet. An all-zero image stays zero.
+    less dominated by the leading subjet. Smoothing (``smoothing`` = sigma in pixels, the
+    GaussianFilter of the paper's code) spreads each calorimeter-tower spike over its
+    neighbours, so a squared reconstruction error measures how far energy is misplaced rather
+    than only whether it hit the same pixel: on 4,000 test jets the top AUC of a 3-component
+    PCA's error rises from 0.79 to 0.92 with sigma = 1 (docs/results.md). The kernel is cut at
+    4 sigma (as scipy's ``gaussian_filter``), normalised, zero-padded at the image edge, and held
+    as a buffer so it exports with the model. An all-zero image stays zero.
     """
 
-    def __init__(self, *, pt_power: float, pool: bool) -> None:
+    def __init__(self, *, pt_power: float, pool: bool, smoothing: float = 0.0) -> None:
         super().__init__()
         self.pt_power = pt_power
         self.pool = pool
+        self.smoothing = smoothing
+        self.register_buffer("kernel", _gaussian_kernel(smoothing), persistent=False)
 
     def fit(self, x: np.ndarray) -> ImageReweighting:  # nothing to learn; kept for symmetry
         return self
@@ -180,9 +189,25 @@ class ImageReweighting(nn.Module):
         if self.pt_power != 1.0:
             x = torch.clamp(x, min=0.0) ** self.pt_power
             x = x / torch.clamp(x.sum(dim=(1, 2), keepdim=True), min=1e-30)
+        if self.smoothing > 0.0:
+            radius = self.kernel.shape[0] // 2
+            image = x.unsqueeze(1)
+            image = nn.functional.conv2d(image, self.kernel.view(1, 1, -1, 1), padding=(radius, 0))
+            image = nn.functional.conv2d(image, self.kernel.view(1, 1, 1, -1), padding=(0, radius))
+            x = image.squeeze(1)
         if self.pool:
             x = 4.0 * nn.functional.avg_pool2d(x.unsqueeze(1), 2).squeeze(1)
         return x
+
+
+def _gaussian_kernel(sigma: float) -> Tensor:
+    """The normalised 1-d Gaussian of ``sigma`` pixels cut at 4 sigma; [1.0] for sigma 0."""
+    if sigma <= 0.0:
+        return torch.ones(1)
+    radius = int(4.0 * sigma + 0.5)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    weights = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return (weights / weights.sum()).to(torch.float32)
 
 
 # Acklam's rational approximation of the inverse normal CDF (P. J. Acklam, 2003).

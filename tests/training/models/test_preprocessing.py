@@ -81,6 +81,24 @@ def test_image_reweighting_renormalises_and_pools():
     assert ImageReweighting(pt_power=0.5, pool=False)(torch.zeros(2, 40, 40)).eq(0).all()
 
 
+def test_image_smoothing_is_scipys_gaussian_filter_with_zero_padding():
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(3)
+    image = rng.exponential(size=(2, 40, 40)) * (rng.random((2, 40, 40)) < 0.05)
+    image /= image.sum(axis=(1, 2), keepdims=True)
+    smoothed = ImageReweighting(pt_power=1.0, pool=False, smoothing=1.5)(
+        torch.from_numpy(image.astype(np.float32))
+    )
+    expected = gaussian_filter(image, (0, 1.5, 1.5), mode="constant", truncate=4.0)
+    assert smoothed.numpy() == pytest.approx(expected, abs=1e-7)
+    centre = torch.zeros(1, 40, 40)
+    centre[0, 20, 20] = 1.0
+    spread = ImageReweighting(pt_power=1.0, pool=False, smoothing=1.0)(centre)
+    assert spread.sum().item() == pytest.approx(1.0, rel=1e-6)  # nothing reaches the edge
+    assert spread[0, 20, 20].item() == pytest.approx(spread.max().item())
+
+
 def _export_and_run(module: torch.nn.Module, x: np.ndarray, tmp_path) -> np.ndarray:
     import onnxruntime
 
