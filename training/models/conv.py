@@ -22,7 +22,12 @@ import torch
 from torch import Tensor, nn
 
 from training.config import Activation
-from training.models.dense import activation_layer, maybe_spectral_norm, start_at_mean_pixel
+from training.models.dense import (
+    activation_layer,
+    image_input_scale,
+    maybe_spectral_norm,
+    start_at_mean_pixel,
+)
 
 __all__ = ["ConvDecoder", "ConvEncoder"]
 
@@ -35,12 +40,15 @@ def _conv(n_in: int, n_out: int, spectral_norm: bool) -> nn.Module:
 
 
 class ConvEncoder(nn.Module):
-    """(N, 40, 40) [or (N, 20, 20) when ``pooled``] -> (N, latent_dim)."""
+    """(N, 40, 40) [or (N, 20, 20) when ``pooled``] -> (N, latent_dim); the image enters in
+    units of its mean pixel (``dense.image_input_scale``)."""
 
     def __init__(
         self, latent_dim: int, *, activation: Activation, spectral_norm: bool, pooled: bool
     ) -> None:
         super().__init__()
+        side = 20 if pooled else 40
+        self.input_scale = image_input_scale(side * side)
         act = functools.partial(activation_layer, activation)
         c = CHANNELS
         self.net = nn.Sequential(
@@ -57,7 +65,8 @@ class ConvEncoder(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, u: Tensor) -> Tensor:
-        return self.net(u.unsqueeze(1).contiguous(memory_format=torch.channels_last))
+        u = (u * self.input_scale).unsqueeze(1)
+        return self.net(u.contiguous(memory_format=torch.channels_last))
 
 
 class ConvDecoder(nn.Module):

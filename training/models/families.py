@@ -17,7 +17,7 @@ from torch import nn
 from training.config import DataConfig, RunConfig
 from training.models.autoencoder import Autoencoder
 from training.models.conv import ConvDecoder, ConvEncoder
-from training.models.dense import DenseDecoder, DenseEncoder
+from training.models.dense import DenseDecoder, DenseEncoder, image_input_scale
 from training.models.pca import PCA
 from training.models.preprocessing import (
     EventScaling,
@@ -62,7 +62,8 @@ def build_model(config: RunConfig) -> Model:
     n_codes = 2 * model.latent_dim if model.family == "vae" else model.latent_dim
     options = {"activation": model.activation, "spectral_norm": model.spectral_norm}
     if model.architecture == "dense":
-        encoder = DenseEncoder(u_shape, model.hidden, n_codes, **options)
+        scale = image_input_scale(math.prod(u_shape)) if kind == "images" else 1.0
+        encoder = DenseEncoder(u_shape, model.hidden, n_codes, input_scale=scale, **options)
         decoder = DenseDecoder(
             u_shape, model.hidden, model.latent_dim, sigmoid=kind == "images", **options
         )

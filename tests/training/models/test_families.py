@@ -181,11 +181,17 @@ def test_an_image_decoder_starts_at_the_mean_pixel(architecture):
 
 
 @pytest.mark.parametrize("architecture", ["conv20", "dense"])
-def test_an_image_ae_learns_more_than_an_empty_image(architecture):
-    """Started at a sigmoid of 0.5, the image AE collapsed to an all-zero output (its loss was
-    exactly the images' mean squared pixel, and here too); from 1 / n_pixels it beats that."""
+def test_an_image_ae_learns_more_than_the_mean_image(architecture):
+    """Two ways the image AE learned nothing, both measured on QCD images: a sigmoid started at
+    0.5 collapsed to an all-zero output, and an encoder fed unit-sum pixels (~1e-3) gave nearly
+    the same latent point for every image, so the decoder learned only the mean image. With the
+    decoder started at 1 / n_pixels and the encoder's input in units of the mean pixel it must
+    beat the mean image (smoothed images, as the image recipes use)."""
     torch.manual_seed(0)
-    model = build_model(_config("images", "ae", architecture, latent_dim=3, spherical=True))
+    config = _config(
+        "images", "ae", architecture, latent_dim=3, spherical=True, image_smoothing=1.0
+    )
+    model = build_model(config)
     x = _cored_images(256)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(200):
@@ -193,5 +199,6 @@ def test_an_image_ae_learns_more_than_an_empty_image(architecture):
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    empty_image_loss = model.preprocess(x).square().mean().item()
-    assert model(x).mean().item() < 0.5 * empty_image_loss
+    u = model.preprocess(x)
+    mean_image_loss = (u - u.mean(dim=0)).square().mean().item()
+    assert model(x).mean().item() < 0.85 * mean_image_loss
