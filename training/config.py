@@ -336,8 +336,8 @@ def with_overrides(config: ConfigT, assignments: Sequence[str]) -> ConfigT:
         return type(config).model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise NaeError(f"--set {where}: {first['msg']}") from None
+        where = ".".join(str(part) for part in first["loc"]) or " ".join(assignments)
+        raise NaeError(f"--set {where}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 # ---------------------------------------------------------------------------------------------
