@@ -138,11 +138,10 @@ def _header(bundle: Bundle, directory: Path) -> str:
     hyper = model.get("hyperparameters", {})
     family = str(model.get("family", "unknown family")).upper()
     shape = " x ".join(map(str, bundle.input.shape))
-    described = ", ".join(
-        f"{key} {hyper[key]}"
-        for key in ("architecture", "hidden", "latent_dim", "preprocessing")
-        if key in hyper
-    )
+    keys = ["architecture", "hidden", "latent_dim", "preprocessing"]
+    if bundle.kind == "jet-image":
+        keys += ["pt_power", "image_smoothing"]
+    described = ", ".join(f"{key} {hyper[key]}" for key in keys if key in hyper)
     lines = [
         f"# {bundle.name}, version {bundle.version}",
         "",
