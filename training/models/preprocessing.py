@@ -169,10 +169,11 @@ class ImageReweighting(nn.Module):
     less dominated by the leading subjet. Smoothing (``smoothing`` = sigma in pixels, the
     GaussianFilter of the paper's code) spreads each calorimeter-tower spike over its
     neighbours, so a squared reconstruction error measures how far energy is misplaced rather
-    than only whether it hit the same pixel: on 4,000 test jets the top AUC of a 3-component
-    PCA's error rises from 0.79 to 0.92 with sigma = 1 (docs/results.md). The kernel is cut at
-    4 sigma (as scipy's ``gaussian_filter``), normalised, zero-padded at the image edge, and held
-    as a buffer so it exports with the model. An all-zero image stays zero.
+    than only whether it hit the same pixel: on 20,000 QCD and 20,000 top test jets the top AUC
+    of a 3-component PCA's error rises from 0.798 to 0.920 with sigma = 1 (docs/results.md).
+    The kernel is cut at 4 sigma (as scipy's ``gaussian_filter``), normalised, zero-padded at
+    the image edge, and held as a buffer so it exports with the model. An all-zero image stays
+    zero.
     """
 
     def __init__(self, *, pt_power: float, pool: bool, smoothing: float = 0.0) -> None:
