@@ -72,23 +72,34 @@ fresh-samples: install-dev
 
 # The trainings of the headline study and the shipped bundles (docs/results.md), cheapest first,
 # on the training samples, which it finishes first (a run must never see a sample still being
-# written; training reads no test sample): runs/<recipe>-seed<S>. A finished run (summary.json) is skipped and a stopped
-# one resumes, so repeat the command after any stop:
+# written; training reads no test sample): runs/<recipe>-seed<S>, then `nae evaluate` of each
+# (--all-checkpoints for NAEs). The image AEs run for every seed too: the image NAE of seed S starts
+# from runs/<...>-image-ae-seed<S> (train.init_from: the same network and random streams as if it
+# pre-trained itself; the AE baseline and the NAE's pre-training are trained once). A finished run (summary.json) or evaluation is
+# skipped and a stopped one resumes, so repeat the command after any stop:
 # nohup make study > runs/study.log 2>&1 &
 STUDY_FAST := events-sm-nae events-sm-ae events-sm-vae events-sm-pca \
 	jets-qcd-features-nae jets-qcd-features-ae jets-qcd-features-vae jets-qcd-features-pca
 STUDY_IMAGES := jets-qcd-image-ae jets-qcd-image-nae jets-top-image-ae jets-top-image-nae
-STUDY_NAE_SEEDS ?= 1 2 3
+STUDY_SEEDS ?= 1 2 3
 study: train-samples
 	@for recipe in $(STUDY_FAST) $(STUDY_IMAGES); do \
-	  case $$recipe in *-nae) seeds="$(STUDY_NAE_SEEDS)";; *) seeds=1;; esac; \
+	  case $$recipe in *-nae|*-image-ae) seeds="$(STUDY_SEEDS)";; *) seeds=1;; esac; \
 	  for seed in $$seeds; do \
 	    run=runs/$$recipe-seed$$seed; \
-	    test -f $$run/summary.json && continue; \
-	    echo "== $$run"; \
-	    OMP_NUM_THREADS=1 $(BIN)/nae train $$recipe --set train.seed=$$seed --run-dir $$run --resume || exit 1; \
+	    case $$recipe in \
+	      *-image-nae) start="--set train.init_from=runs/$${recipe%-nae}-ae-seed$$seed --set train.ae_epochs=0";; \
+	      *) start="";; \
+	    esac; \
+	    test -f $$run/summary.json || { echo "== train $$run"; \
+	      OMP_NUM_THREADS=1 $(BIN)/nae train $$recipe --set train.seed=$$seed $$start --run-dir $$run --resume || exit 1; }; \
+	    case $$recipe in *-nae) done=$$run/evaluation/checkpoints.json; all=--all-checkpoints;; \
+	      *) done=$$run/evaluation/best/metrics.json; all="";; esac; \
+	    test -f $$done || { echo "== evaluate $$run"; \
+	      OMP_NUM_THREADS=1 $(BIN)/nae evaluate $$run $$all || exit 1; }; \
 	  done; \
 	done
+	$(BIN)/python -m benchmarks.study --runs runs
 
 # After exporting a bundle: its model card docs/models/NAME.md (every bundle under $(MODELS), the
 # highest version of each) and the table of shipped bundles in models/README.md.

@@ -545,6 +545,11 @@ class TrainConfig(_Frozen):
     )
     threads: int = Field(1, ge=1, description="torch threads (1: measured best here)")
     seed: int = Field(1, ge=0, description="seed of weights, batches and chains")
+    init_from: str | None = Field(
+        None,
+        description="a finished AE run directory whose selected AE starts the NAE stage in place "
+        "of pre-training (nae family, train.ae_epochs = 0; same model and data sections)",
+    )
 
 
 class RunConfig(_Frozen):
@@ -582,6 +587,13 @@ class RunConfig(_Frozen):
             raise ValueError("model.pt_power reweights images; leave it at 1 for " + kind)
         if model.family == "nae" and self.train.nae_iterations == 0:
             raise ValueError("model.family='nae' needs train.nae_iterations > 0")
+        if self.train.init_from is not None:
+            if model.family != "nae":
+                raise ValueError("train.init_from starts an NAE stage; it needs model.family='nae'")
+            if self.train.ae_epochs != 0:
+                raise ValueError(
+                    "train.init_from replaces AE pre-training: also set train.ae_epochs=0"
+                )
         if model.family in ("ae", "vae") and self.train.ae_epochs == 0:
             raise ValueError(f"model.family={model.family!r} needs train.ae_epochs > 0")
         if model.spherical and model.family not in ("ae", "nae"):
@@ -772,6 +784,7 @@ def _validated(kind: type[ConfigT], data: dict[str, Any], path: Path) -> ConfigT
 
 def config_to_toml(config: BaseModel) -> str:
     """The TOML text of a config (what a run writes to ``run_dir/config.toml``); it loads back
-    to an equal config. Infinite bounds are TOML's ``inf``."""
+    to an equal config. Infinite bounds are TOML's ``inf``; unset optional fields (None, which
+    TOML cannot write) are left out and come back as their default."""
     tomli_w = require("tomli_w", "train")
-    return tomli_w.dumps(config.model_dump(mode="python"))
+    return tomli_w.dumps(config.model_dump(mode="python", exclude_none=True))

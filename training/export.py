@@ -622,17 +622,30 @@ def export_command_line(
 def _train_command(config: Any, run_dir: str | Path) -> str:
     """The ``nae train`` line that remakes a run of ``config``: its recipe with its seed where
     that resolves to exactly this config (the Makefile's study runs), else the run's own
-    resolved ``config.toml``, which the bundle's provenance also holds."""
+    resolved ``config.toml``, which the bundle's provenance also holds. An NAE started from an
+    AE run (``train.init_from``) is preceded by the line of that run."""
     from training.config import load_config
 
-    seed = config.train.seed
+    overrides = [f"train.seed={config.train.seed}"]
+    source = getattr(config.train, "init_from", None)
+    if source is not None:
+        overrides += [f"train.init_from={source}", "train.ae_epochs=0"]
     try:
-        same = load_config(config.name, [f"train.seed={seed}"]) == config
+        same = load_config(config.name, overrides) == config
     except NaeError:  # not a recipe of training/configs/
         same = False
     if same:
-        return f"nae train {config.name} --set train.seed={seed} --run-dir {run_dir}"
-    return f"nae train {Path(run_dir) / 'config.toml'} --run-dir {run_dir}"
+        line = f"nae train {config.name} {' '.join(f'--set {o}' for o in overrides)}"
+    else:
+        line = f"nae train {Path(run_dir) / 'config.toml'}"
+    line += f" --run-dir {run_dir}"
+    if source is None:
+        return line
+    try:
+        first = _train_command(load_config(Path(source) / "config.toml"), source)
+    except NaeError:  # the AE run is not on this machine
+        first = f"# first: the AE run {source} (train.init_from)"
+    return f"{first}\n{line}"
 
 
 def _choose_score(model: Any, score: str) -> None:

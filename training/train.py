@@ -10,8 +10,10 @@ Stages, in order:
 4. **AE pre-training** (``ae``, ``nae``, ``vae``): epochs of minibatch descent on the
    reconstruction energy (plus the KL for VAEs); each epoch logs the validation loss and writes
    a checkpoint; the lowest validation loss is selected (``best.pt``; ``ae-best.pt`` for NAEs).
-5. **NAE** (``nae``): from the selected AE, iterations of one positive batch against a set of
-   negative samples (``sampling.NegativeSampler``), loss of ``config.loss``. Every
+5. **NAE** (``nae``): from the selected AE (or, with ``train.init_from``, from a finished AE
+   run's, copied to ``ae-best.pt``; pre-training is then skipped), iterations of one positive
+   batch against a set of negative samples (``sampling.NegativeSampler``), loss of
+   ``config.loss``. Every
    ``checkpoint_every`` iterations: E+, E-, their difference, MH acceptance, latent-chain sample
    energies, the weight norm and the EMD between validation data and fresh negatives go to
    ``metrics.jsonl``, with a checkpoint; the lowest EMD is selected (signal-agnostic: the CMS
@@ -259,7 +261,20 @@ def train(
 
     # --- NAE ---------------------------------------------------------------------------------
     if state is None or state["stage"] == "ae":  # the NAE starts from the selected AE
-        if best["ae_epoch"] >= 0:
+        if train_config.init_from is not None:
+            source = Path(train_config.init_from)
+            pretrained, source_state = _pretrained_ae(config, source)
+            save_checkpoint(checkpoint_path(run_dir, AE_BEST), pretrained)
+            model.load_state_dict(pretrained["model"])
+            for line in (source / METRICS_FILE).read_text().splitlines():
+                log.write(json.loads(line))  # the training curves show the AE stage too
+            best["ae"], best["ae_epoch"] = (
+                source_state["best"]["ae"],
+                source_state["best"]["ae_epoch"],
+            )
+            if pretrained["config"]["train"]["seed"] == seed:  # as if pre-trained in this run
+                restore_rng_states(source_state["rng"], generators)
+        elif best["ae_epoch"] >= 0:
             model.load_state_dict(load_checkpoint(checkpoint_path(run_dir, AE_BEST))["model"])
         reference = {"e_pos": _validation_loss(config, model, u_val)}  # E+ at NAE start
     optimizer = build_optimizer(config, model, train_config.nae_lr)
@@ -350,6 +365,28 @@ def _select_by_emd(
         return False
     best["nae_emd"], best["nae_iteration"] = emd, iteration
     return True
+
+
+def _pretrained_ae(config: RunConfig, source: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The selected checkpoint and the final state of the finished AE run ``source``, refused
+    unless it is the network this NAE would have pre-trained itself: same model section (but
+    the family) and the same training data and split, so that the NAE's validation events stay
+    unseen. With the same seed the NAE continues the AE run's random streams: the run then
+    equals one that pre-trained with the AE run's ``train`` settings itself (tested)."""
+    last = checkpoint_path(source, LAST)
+    state = load_checkpoint(last) if last.is_file() else {}
+    if not state.get("complete"):
+        raise NaeError(f"train.init_from: {source} is not a finished training run")
+    checkpoint = load_checkpoint(checkpoint_path(source, BEST))
+    saved = RunConfig.model_validate(checkpoint["config"])
+    if saved.model.family != "ae":
+        raise NaeError(f"train.init_from: {source} is a {saved.model.family} run, not an AE")
+    if saved.model.model_copy(update={"family": "nae"}) != config.model:
+        raise NaeError(f"train.init_from: {source} has another [model] section than this run")
+    split = {"background", "signals"}
+    if saved.data.model_dump(exclude=split) != config.data.model_dump(exclude=split):
+        raise NaeError(f"train.init_from: {source} trained on other data or another split")
+    return checkpoint, state
 
 
 def _resume_state(config: RunConfig, run_dir: Path) -> dict[str, Any] | None:

@@ -275,3 +275,22 @@ def test_an_export_that_recommends_int8_checks_and_serves_the_int8_file(
     served = OnnxModel(load_bundle(directory), directory).score(x)
     fp32 = OnnxModel(load_bundle(directory), directory, model_file=MODEL_FILE).score(x)
     assert not np.array_equal(served, fp32)  # the int8 graph really is what is served
+
+
+def test_the_train_command_of_an_nae_started_from_an_ae_run_rebuilds_both(tmp_path: Path):
+    from training.config import config_to_toml, load_config
+    from training.export import _train_command
+
+    ae_run = tmp_path / "jets-qcd-image-ae-seed2"
+    ae_run.mkdir()
+    ae = load_config("jets-qcd-image-ae", ["train.seed=2"])
+    (ae_run / "config.toml").write_text(config_to_toml(ae))
+    start = [f"train.init_from={ae_run}", "train.ae_epochs=0"]
+    nae = load_config("jets-qcd-image-nae", ["train.seed=2", *start])
+    first, second = _train_command(nae, "runs/n").splitlines()
+    assert first == f"nae train jets-qcd-image-ae --set train.seed=2 --run-dir {ae_run}"
+    assert shlex.split(second)[:3] == ["nae", "train", "jets-qcd-image-nae"]
+    rebuilt = load_config("jets-qcd-image-nae", [a for a in shlex.split(second) if "=" in a])
+    assert rebuilt == nae
+    shutil.rmtree(ae_run)  # the AE run gone: the card still says where the NAE started
+    assert _train_command(nae, "runs/n").splitlines()[0].startswith("# first: the AE run")

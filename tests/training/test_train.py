@@ -185,3 +185,45 @@ def test_a_run_directory_is_not_overwritten(toy_events, tmp_path):
         train(config, tmp_path / "run")
     with pytest.raises(NaeError, match="another config"):
         train(with_overrides(config, ["train.seed=3"]), tmp_path / "run", resume=True)
+
+
+def test_an_nae_started_from_a_finished_ae_run_equals_one_that_pre_trained_itself(
+    toy_events, tmp_path
+):
+    nae = _config(toy_events)
+    train(nae, tmp_path / "straight")
+    ae = with_overrides(nae, ["model.family=ae", "train.nae_iterations=0"])
+    train(ae, tmp_path / "ae")
+    started = with_overrides(nae, [f"train.init_from={tmp_path / 'ae'}", "train.ae_epochs=0"])
+    assert training_steps(started) == nae.train.nae_iterations
+    train(started, tmp_path / "started")
+    a, b = _parameters(tmp_path / "straight"), _parameters(tmp_path / "started")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _metrics(tmp_path / "straight") == _metrics(tmp_path / "started")
+    ae_best = load_checkpoint(checkpoint_path(tmp_path / "started", "ae-best"))["model"]
+    source = load_checkpoint(checkpoint_path(tmp_path / "ae", "best"))["model"]
+    assert all(torch.equal(ae_best[k], source[k]) for k in source)
+    # another seed starts from the same AE with its own chains and batches
+    other = train(with_overrides(started, ["train.seed=2"]), tmp_path / "other")
+    assert not all(torch.equal(a[k], v) for k, v in _parameters(tmp_path / "other").items())
+    assert other.selection == "emd"
+
+
+def test_init_from_refuses_what_the_nae_would_not_have_pre_trained(toy_events, tmp_path):
+    nae = _config(toy_events, nae_iterations=4)
+    ae = with_overrides(nae, ["model.family=ae", "train.nae_iterations=0"])
+    with pytest.raises(NaeError, match="finished"):
+        train(
+            with_overrides(nae, [f"train.init_from={tmp_path}", "train.ae_epochs=0"]),
+            tmp_path / "x",
+        )
+    train(ae, tmp_path / "ae")
+    start = [f"train.init_from={tmp_path / 'ae'}", "train.ae_epochs=0"]
+    for change, match in (
+        ("model.hidden=[8]", r"\[model\]"),
+        ("data.split_seed=2", "other data"),
+    ):
+        with pytest.raises(NaeError, match=match):
+            train(with_overrides(nae, [change, *start]), tmp_path / change.split("=")[0])
+    with pytest.raises(NaeError, match="ae_epochs=0"):
+        with_overrides(nae, start[:1])
