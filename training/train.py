@@ -13,13 +13,12 @@ Stages, in order:
 5. **NAE** (``nae``): from the selected AE (or, with ``train.init_from``, from a finished AE
    run's, copied to ``ae-best.pt``; pre-training is then skipped), iterations of one positive
    batch against a set of negative samples (``sampling.NegativeSampler``), loss of
-   ``config.loss``. Every
-   ``checkpoint_every`` iterations: E+, E-, their difference, MH acceptance, latent-chain sample
-   energies, the weight norm and the EMD between validation data and fresh negatives go to
-   ``metrics.jsonl``, with a checkpoint; the lowest EMD is selected (signal-agnostic: the CMS
-   semi-visible-jet study stops there, before the late "collapse" of the NAE). A run whose
-   loss turns non-finite or whose E+ or E- run away stops with a ``NaeError`` that names the
-   setting to change.
+   ``config.loss``. Every ``checkpoint_every`` iterations: E+, E-, their difference, MH
+   acceptance, latent-chain sample energies, the weight norm and the EMD between validation
+   data and fresh negatives go to ``metrics.jsonl``, with a checkpoint; the lowest EMD is
+   selected (signal-agnostic: the CMS semi-visible-jet study stops there, before the late
+   "collapse" of the NAE). A run whose loss turns non-finite or whose E+ or E- run away stops
+   with a ``NaeError`` that names the setting to change.
 
 ``resume=True`` continues from ``last.pt`` bit-identically: same parameters, metrics and
 selection as a run that was never stopped (tested). Losing a run costs at most one epoch or one
