@@ -78,10 +78,11 @@ fresh-samples: install-dev
 # The trainings of the headline study and the shipped bundles (docs/results.md), cheapest first,
 # on the training samples, which it finishes first (a run must never see a sample still being
 # written; training reads no test sample): runs/<recipe>-seed<S>, then `nae evaluate` of each
-# (--all-checkpoints for NAEs). The image AEs run for every seed too: the image NAE of seed S starts
-# from runs/<...>-image-ae-seed<S> (train.init_from: the same network and random streams as if it
-# pre-trained itself; the AE baseline and the NAE's pre-training are trained once). A finished run (summary.json) or evaluation is
-# skipped and a stopped one resumes, so repeat the command after any stop:
+# (--all-checkpoints for NAEs). The image AEs run for every seed too: the image NAE of seed S
+# starts from runs/<...>-image-ae-seed<S> (train.init_from: the same network and random streams
+# as if it pre-trained itself, so the AE baseline and the NAE's pre-training are trained once).
+# A finished run (summary.json) or evaluation is skipped and a stopped one resumes, so repeat
+# the command after any stop:
 # nohup make study > runs/study.log 2>&1 &
 STUDY_FAST := events-sm-nae events-sm-ae events-sm-vae events-sm-pca \
 	jets-qcd-features-nae jets-qcd-features-ae jets-qcd-features-vae jets-qcd-features-pca
@@ -98,9 +99,9 @@ study: train-samples
 	    esac; \
 	    test -f $$run/summary.json || { echo "== train $$run"; \
 	      OMP_NUM_THREADS=1 $(BIN)/nae train $$recipe --set train.seed=$$seed $$start --run-dir $$run --resume || exit 1; }; \
-	    case $$recipe in *-nae) done=$$run/evaluation/checkpoints.json; all=--all-checkpoints;; \
-	      *) done=$$run/evaluation/best/metrics.json; all="";; esac; \
-	    test -f $$done || { echo "== evaluate $$run"; \
+	    case $$recipe in *-nae) evaluated=$$run/evaluation/checkpoints.json; all=--all-checkpoints;; \
+	      *) evaluated=$$run/evaluation/best/metrics.json; all="";; esac; \
+	    test -f $$evaluated || { echo "== evaluate $$run"; \
 	      OMP_NUM_THREADS=1 $(BIN)/nae evaluate $$run $$all || exit 1; }; \
 	  done; \
 	done
