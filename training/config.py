@@ -503,6 +503,13 @@ class LossConfig(_Frozen):
     alpha: float = Field(
         1.0, ge=0.0, description="logcosh: weight of E+ (CMS study form; 1 is not tuned here)"
     )
+    negative_ratio: float | None = Field(
+        None,
+        gt=0.0,
+        description="nae: gamma = 1 / (2 k E+) with k this ratio and E+ the batch's (detached), "
+        "which holds E- near k E+ at any energy scale (images: E ~ 1e-6, where a fixed gamma "
+        "needs tuning); unset: loss.gamma (arXiv:2206.14225)",
+    )
     l2_weight: float = Field(
         1e-8, ge=0.0, description="weight-norm penalty (arXiv:2206.14225 config l2_norm_reg)"
     )
@@ -526,6 +533,11 @@ class TrainConfig(_Frozen):
     nae_iterations: int = Field(0, ge=0, description="NAE iterations (nae family only)")
     nae_batch_size: int = Field(128, ge=1, description="positive batch per NAE iteration")
     nae_lr: float = Field(1e-5, gt=0.0, description="NAE learning rate (arXiv:2206.14225)")
+    nae_lr_decay: Literal["cosine"] | None = Field(
+        None,
+        description="cosine: the NAE learning rate falls as cos to 0 at nae_iterations, so a run "
+        "settles instead of drifting past its best state; unset: constant (arXiv:2206.14225)",
+    )
     optimizer: Optimizer = Field("adam", description="adam (arXiv:2206.14225) | adamw (CMS)")
     checkpoint_every: int = Field(
         100, ge=1, description="NAE iterations between checkpoints, metrics and EMD"

@@ -18,6 +18,7 @@ __all__ = [
     "masked_reconstruction_energy",
     "nae_loss",
     "reconstruction_energy",
+    "relative_gamma",
     "weight_norm",
 ]
 
@@ -45,13 +46,20 @@ def kl_divergence(mu: Tensor, log_var: Tensor) -> Tensor:
     return 0.5 * (mu.square() + log_var.exp() - 1.0 - log_var).sum(dim=1)
 
 
-def nae_loss(e_pos: Tensor, e_neg: Tensor, *, gamma: float) -> Tensor:
+def nae_loss(e_pos: Tensor, e_neg: Tensor, *, gamma: float | Tensor) -> Tensor:
     """E+ - E- + gamma mean(E-^2) (arXiv:2206.14225, eq. 7 and its gamma regulariser).
 
     e_pos: (N,) energies of data; e_neg: (M,) energies of negative samples, detached from the
     chains that made them (only the network's dependence on its weights is differentiated).
-    The gamma term keeps E- from growing without bound once negatives leave the data."""
+    The gamma term keeps E- from growing without bound once negatives leave the data: alone,
+    -E- + gamma E-^2 is lowest at E- = 1 / (2 gamma)."""
     return e_pos.mean() - e_neg.mean() + gamma * e_neg.square().mean()
+
+
+def relative_gamma(e_pos: Tensor, ratio: float) -> Tensor:
+    """The gamma that puts the minimum of -E- + gamma E-^2 at E- = ratio x mean(E+):
+    1 / (2 ratio E+), with E+ detached so that it only sets the scale."""
+    return 0.5 / (ratio * e_pos.detach().mean())
 
 
 def logcosh_nae_loss(e_pos: Tensor, e_neg: Tensor, *, alpha: float) -> Tensor:

@@ -50,10 +50,16 @@ from training.checkpoint import (
     rng_states,
     save_checkpoint,
 )
-from training.config import RunConfig, config_to_toml
+from training.config import RunConfig, TrainConfig, config_to_toml
 from training.data.loaders import load_split
 from training.errors import NaeError
-from training.losses import kl_divergence, logcosh_nae_loss, nae_loss, weight_norm
+from training.losses import (
+    kl_divergence,
+    logcosh_nae_loss,
+    nae_loss,
+    relative_gamma,
+    weight_norm,
+)
 from training.metrics import MAX_EMD_POINTS, emd_with_error
 from training.models.autoencoder import Autoencoder
 from training.models.families import Model, build_model, fit_preprocessing
@@ -67,6 +73,7 @@ __all__ = [
     "RunSummary",
     "ae_loss",
     "build_optimizer",
+    "nae_learning_rate",
     "nae_step",
     "prepare_run_dir",
     "seed_everything",
@@ -108,6 +115,15 @@ class NaeStep(NamedTuple):
     e_pos: Tensor
     e_neg: Tensor
     negatives: NegativeSamples
+
+
+def nae_learning_rate(config: TrainConfig, iteration: int) -> float:
+    """The learning rate of NAE iteration ``iteration`` (0-based): ``nae_lr``, or with
+    ``nae_lr_decay = "cosine"`` nae_lr (1 + cos(pi i / n)) / 2. The image NAE's AUC peaks and
+    then drifts off (docs/results.md); a decaying rate lets it settle."""
+    if config.nae_lr_decay is None:
+        return config.nae_lr
+    return config.nae_lr * 0.5 * (1.0 + math.cos(math.pi * iteration / config.nae_iterations))
 
 
 def nae_step(
@@ -288,6 +304,8 @@ def train(
         index = torch.randint(
             len(u_train), (train_config.nae_batch_size,), generator=generators["data"]
         )
+        for group in optimizer.param_groups:  # a function of the iteration: resume-exact
+            group["lr"] = nae_learning_rate(train_config, iteration)
         step = nae_step(config, model, optimizer, sampler, u_train[index], generators["sampler"])
         iteration += 1
         interval.add(step)
@@ -470,7 +488,9 @@ def _validation_loss(config: RunConfig, model: Model, u: Tensor) -> float:
 def _nae_objective(config: RunConfig, e_pos: Tensor, e_neg: Tensor) -> Tensor:
     if config.loss.kind == "logcosh":
         return logcosh_nae_loss(e_pos, e_neg, alpha=config.loss.alpha)
-    return nae_loss(e_pos, e_neg, gamma=config.loss.gamma)
+    ratio = config.loss.negative_ratio
+    gamma = config.loss.gamma if ratio is None else relative_gamma(e_pos, ratio)
+    return nae_loss(e_pos, e_neg, gamma=gamma)
 
 
 def _check_divergence(
@@ -492,7 +512,9 @@ def _check_divergence(
             f"forgetting the data); lower train.nae_lr (now {config.train.nae_lr:g}) or raise "
             f"loss.gamma (now {config.loss.gamma:g})"
         )
-    ceiling = factor * max(reference["e_pos"], 0.5 / config.loss.gamma if config.loss.gamma else 0)
+    ratio = config.loss.negative_ratio
+    cap = 0.5 / config.loss.gamma if config.loss.gamma else 0.0  # where gamma holds E-
+    ceiling = factor * max(reference["e_pos"], cap if ratio is None else ratio * e_plus)
     if e_minus > ceiling:
         raise NaeError(
             f"{where}: E- = {e_minus:.3g} ran away (limit {ceiling:.3g}); lower "

@@ -13,6 +13,7 @@ from training.losses import (
     masked_reconstruction_energy,
     nae_loss,
     reconstruction_energy,
+    relative_gamma,
     weight_norm,
 )
 
@@ -33,6 +34,16 @@ def test_nae_loss_by_hand():
     e_pos, e_neg = torch.tensor([1.0, 3.0]), torch.tensor([2.0, 4.0])
     # 2 - 3 + 0.5 * (4 + 16) / 2
     assert nae_loss(e_pos, e_neg, gamma=0.5).item() == pytest.approx(4.0)
+
+
+def test_the_relative_gamma_puts_the_negatives_optimum_at_ratio_times_e_pos():
+    e_pos = torch.tensor([1e-6, 3e-6], requires_grad=True)
+    gamma = relative_gamma(e_pos, 4.0)
+    assert gamma.item() == pytest.approx(1 / (2 * 4 * 2e-6)) and not gamma.requires_grad
+    e_neg = torch.tensor([8e-6], requires_grad=True)  # 4 x mean(E+): d loss / d E- = 0
+    nae_loss(e_pos, e_neg, gamma=gamma).backward()
+    assert e_neg.grad.item() == pytest.approx(0.0, abs=1e-6)
+    assert e_pos.grad.tolist() == pytest.approx([0.5, 0.5])  # the scale is not differentiated
 
 
 @pytest.mark.parametrize("difference", [0.3, -2.0, 200.0])

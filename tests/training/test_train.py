@@ -3,6 +3,7 @@ resume equals an uninterrupted run, runs are deterministic, selection and diverg
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -21,7 +22,15 @@ from training.config import (
 )
 from training.data.shards import Shard, write_shard
 from training.errors import NaeError
-from training.train import METRICS_FILE, _select_by_emd, train, training_steps
+from training.losses import nae_loss
+from training.train import (
+    METRICS_FILE,
+    _nae_objective,
+    _select_by_emd,
+    nae_learning_rate,
+    train,
+    training_steps,
+)
 
 torch.set_num_threads(1)  # as training runs (TrainConfig.threads)
 
@@ -98,8 +107,9 @@ def _metrics(run_dir) -> list[dict]:
     return [{k: v for k, v in json.loads(line).items() if k != "cpu_seconds"} for line in lines]
 
 
-def test_resume_continues_bit_identically(toy_events, tmp_path):
-    config = _config(toy_events)
+@pytest.mark.parametrize("decay", [None, "cosine"])
+def test_resume_continues_bit_identically(toy_events, tmp_path, decay):
+    config = _config(toy_events, nae_lr_decay=decay)
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     train(config, straight)
     # stop after AE epoch 2, then mid-interval in the NAE phase (iteration 6 of 10)
@@ -113,6 +123,23 @@ def test_resume_continues_bit_identically(toy_events, tmp_path):
     assert summary.selection == "emd" and summary.selected_step in (4, 8, 10)
     with pytest.raises(NaeError, match="complete"):
         train(config, stopped, resume=True)
+
+
+def test_the_cosine_decay_falls_from_the_learning_rate_to_zero_and_is_what_adam_used(
+    toy_events, tmp_path
+):
+    config = _config(toy_events, nae_lr_decay="cosine")
+    n, lr = config.train.nae_iterations, config.train.nae_lr
+    rates = [nae_learning_rate(config.train, i) for i in range(n + 1)]
+    assert rates[0] == lr and rates[n // 2] == pytest.approx(lr / 2) and rates[n] < 1e-20
+    assert all(a > b for a, b in itertools.pairwise(rates))
+    constant = config.model_copy(
+        update={"train": config.train.model_copy(update={"nae_lr_decay": None})}
+    )
+    assert {nae_learning_rate(constant.train, i) for i in range(n)} == {lr}
+    train(config, tmp_path / "run")
+    state = load_checkpoint(checkpoint_path(tmp_path / "run", "last"))
+    assert state["optimizer"]["param_groups"][0]["lr"] == rates[n - 1]
 
 
 def _selected(emds: list[float], error: float, tolerance: float) -> int:
@@ -176,6 +203,18 @@ def test_a_diverging_nae_stops_naming_the_setting(toy_events, tmp_path):
     )
     with pytest.raises(NaeError, match=r"NAE iteration \d+: .*(train\.nae_lr|step_size)"):
         train(config, tmp_path / "diverging")
+
+
+def test_loss_negative_ratio_replaces_gamma_by_the_relative_one(toy_events):
+    e_pos, e_neg = torch.tensor([1e-6, 3e-6]), torch.tensor([4e-6, 1e-5])
+    fixed = with_overrides(_config(toy_events), ["loss.gamma=7"])
+    relative = with_overrides(fixed, ["loss.negative_ratio=4"])
+    assert _nae_objective(fixed, e_pos, e_neg).item() == pytest.approx(
+        nae_loss(e_pos, e_neg, gamma=7.0).item()
+    )
+    assert _nae_objective(relative, e_pos, e_neg).item() == pytest.approx(
+        nae_loss(e_pos, e_neg, gamma=1 / (2 * 4 * 2e-6)).item()
+    )
 
 
 def test_a_run_directory_is_not_overwritten(toy_events, tmp_path):
