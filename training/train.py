@@ -506,20 +506,23 @@ def _check_divergence(
             f"{sampler.grad_clip:g}, 0 = off)"
         )
     e_plus, e_minus = step.e_pos.mean().item(), step.e_neg.mean().item()
+    ratio = config.loss.negative_ratio
+    hold = (
+        f"raise loss.gamma (now {config.loss.gamma:g})"
+        if ratio is None
+        else f"lower loss.negative_ratio (now {ratio:g})"
+    )
     if e_plus > factor * reference["e_pos"]:
         raise NaeError(
             f"{where}: E+ = {e_plus:.3g} ran away from {reference['e_pos']:.3g} (the model is "
-            f"forgetting the data); lower train.nae_lr (now {config.train.nae_lr:g}) or raise "
-            f"loss.gamma (now {config.loss.gamma:g})"
+            f"forgetting the data); lower train.nae_lr (now {config.train.nae_lr:g}) or {hold}"
         )
-    ratio = config.loss.negative_ratio
     cap = 0.5 / config.loss.gamma if config.loss.gamma else 0.0  # where gamma holds E-
     ceiling = factor * max(reference["e_pos"], cap if ratio is None else ratio * e_plus)
     if e_minus > ceiling:
         raise NaeError(
             f"{where}: E- = {e_minus:.3g} ran away (limit {ceiling:.3g}); lower "
-            f"sampler.input.step_size (now {sampler.step_size:g}) or raise loss.gamma "
-            f"(now {config.loss.gamma:g})"
+            f"sampler.input.step_size (now {sampler.step_size:g}) or {hold}"
         )
 
 

@@ -205,6 +205,15 @@ def test_a_diverging_nae_stops_naming_the_setting(toy_events, tmp_path):
         train(config, tmp_path / "diverging")
 
 
+def test_a_diverging_nae_with_a_relative_gamma_names_the_ratio(toy_events, tmp_path):
+    config = with_overrides(
+        _config(toy_events),
+        ["train.nae_lr=10.0", "train.divergence_factor=2", "loss.negative_ratio=1"],
+    )
+    with pytest.raises(NaeError, match=r"lower loss\.negative_ratio \(now 1\)"):
+        train(config, tmp_path / "diverging")
+
+
 def test_loss_negative_ratio_replaces_gamma_by_the_relative_one(toy_events):
     e_pos, e_neg = torch.tensor([1e-6, 3e-6]), torch.tensor([4e-6, 1e-5])
     fixed = with_overrides(_config(toy_events), ["loss.gamma=7"])
