@@ -196,21 +196,18 @@ def test_pca_fits_once(toy_events, tmp_path):
     assert summary.selection == "fit" and load_checkpoint(summary.selected)["stage"] == "pca"
 
 
-def test_a_diverging_nae_stops_naming_the_setting(toy_events, tmp_path):
+@pytest.mark.parametrize(
+    ("hold", "message"),
+    [
+        ("loss.gamma=0", r"NAE iteration \d+: .*(train\.nae_lr|step_size)"),
+        ("loss.negative_ratio=1", r"lower loss\.negative_ratio \(now 1\)"),
+    ],
+)
+def test_a_diverging_nae_stops_naming_the_setting(toy_events, tmp_path, hold, message):
     config = with_overrides(
-        _config(toy_events),
-        ["train.nae_lr=10.0", "train.divergence_factor=2", "loss.gamma=0"],
+        _config(toy_events), ["train.nae_lr=10.0", "train.divergence_factor=2", hold]
     )
-    with pytest.raises(NaeError, match=r"NAE iteration \d+: .*(train\.nae_lr|step_size)"):
-        train(config, tmp_path / "diverging")
-
-
-def test_a_diverging_nae_with_a_relative_gamma_names_the_ratio(toy_events, tmp_path):
-    config = with_overrides(
-        _config(toy_events),
-        ["train.nae_lr=10.0", "train.divergence_factor=2", "loss.negative_ratio=1"],
-    )
-    with pytest.raises(NaeError, match=r"lower loss\.negative_ratio \(now 1\)"):
+    with pytest.raises(NaeError, match=message):
         train(config, tmp_path / "diverging")
 
 
