@@ -477,14 +477,20 @@ def train_command(
         Path | None, typer.Option("--run-dir", help="Run directory (default runs/<name>).")
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run from its last checkpoint.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run from its last checkpoint, with the same config; an NAE run "
+            "at a constant learning rate may raise train.nae_iterations to train longer.",
+        ),
     ] = False,
 ) -> None:
     """Train one model (AE, NAE, VAE or PCA; or a VAE-family generator on a feature table:
     vae, vae_d, vae_nf, vae_nf_d, copula_vae, cvae_d) as CONFIG says.
 
     Writes config.toml, metrics.jsonl and checkpoints/ (last.pt to resume, best.pt selected
-    without signal labels) to the run directory; --resume continues bit-identically."""
+    without signal labels) to the run directory; --resume continues bit-identically, and
+    an NAE run resumed with a larger train.nae_iterations equals one that was that long."""
     require("torch", "train")
     from training.config import GeneratorRunConfig, load_config
 

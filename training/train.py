@@ -413,14 +413,42 @@ def _resume_state(config: RunConfig, run_dir: Path) -> dict[str, Any] | None:
         return None
     state = load_checkpoint(path)
     saved = RunConfig.model_validate(state["config"])
-    if saved != config:
+    extended = _extends(saved, config)
+    if saved != config and not extended:
         raise NaeError(
             f"{run_dir} was trained with another config; resume with its config.toml or "
-            "choose another --run-dir"
+            "choose another --run-dir (an NAE run may be extended: only a larger "
+            "train.nae_iterations, at a constant learning rate)"
         )
-    if state.get("complete"):
-        raise NaeError(f"{run_dir} is complete; nothing to resume")
+    if state.get("complete") and not extended:
+        raise NaeError(
+            f"{run_dir} is complete; nothing to resume (raise train.nae_iterations to extend "
+            "an NAE run)"
+        )
     return state
+
+
+def _extends(saved: RunConfig, config: RunConfig) -> bool:
+    """True when ``config`` is ``saved`` with more NAE iterations, and the longer run is the
+    same run continued: a constant learning rate (a cosine's schedule depends on the end) and
+    a last checkpoint on the checkpoint grid (the run's end always writes one, off the grid it
+    would be an extra one)."""
+    old, new = saved.train, config.train
+    if saved.model.family != "nae" or new.nae_iterations <= old.nae_iterations:
+        return False
+    same = saved == config.model_copy(
+        update={"train": new.model_copy(update={"nae_iterations": old.nae_iterations})}
+    )
+    if not same:
+        return False
+    if old.nae_lr_decay is not None or old.nae_iterations % old.checkpoint_every:
+        raise NaeError(
+            f"train.nae_iterations {old.nae_iterations} -> {new.nae_iterations}: only a run at a "
+            "constant learning rate (train.nae_lr_decay unset) that ended on its checkpoint "
+            f"grid (a multiple of train.checkpoint_every = {old.checkpoint_every}) can be "
+            "extended exactly; start a new run instead"
+        )
+    return True
 
 
 def prepare_run_dir(config: Any, run_dir: Path, *, fresh: bool, resume: bool) -> None:

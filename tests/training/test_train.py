@@ -125,6 +125,30 @@ def test_resume_continues_bit_identically(toy_events, tmp_path, decay):
         train(config, stopped, resume=True)
 
 
+def test_a_resume_with_more_nae_iterations_equals_the_longer_run(toy_events, tmp_path):
+    config = _config(toy_events, nae_iterations=8)
+    longer = with_overrides(config, ["train.nae_iterations=12"])
+    straight, extended = tmp_path / "straight", tmp_path / "extended"
+    train(longer, straight)
+    train(config, extended)
+    with pytest.raises(NaeError, match="complete"):
+        train(config, extended, resume=True)
+    summary = train(longer, extended, resume=True)
+    a, b = _parameters(straight), _parameters(extended)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _metrics(straight) == _metrics(extended)
+    assert summary.selected_step in (4, 8, 12)
+    with pytest.raises(NaeError, match="another config"):  # shorter is not an extension
+        train(config, extended, resume=True)
+    # not the same run continued: a cosine's schedule, an end off the checkpoint grid (10 of 4)
+    for name, setting in (("cosine", "train.nae_lr_decay=cosine"), ("off-grid", None)):
+        short = with_overrides(config, [setting] if setting else ["train.nae_iterations=10"])
+        train(short, tmp_path / name)
+        with pytest.raises(NaeError, match="extended exactly"):
+            longer = with_overrides(short, ["train.nae_iterations=16"])
+            train(longer, tmp_path / name, resume=True)
+
+
 def test_the_cosine_decay_falls_from_the_learning_rate_to_zero_and_is_what_adam_used(
     toy_events, tmp_path
 ):
