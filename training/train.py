@@ -432,7 +432,8 @@ def _extends(saved: RunConfig, config: RunConfig) -> bool:
     """True when ``config`` is ``saved`` with more NAE iterations, and the longer run is the
     same run continued: a constant learning rate (a cosine's schedule depends on the end) and
     a last checkpoint on the checkpoint grid (the run's end always writes one, off the grid it
-    would be an extra one)."""
+    would be an extra one). Raises when only those two conditions fail, so that the refusal
+    says why rather than "another config"."""
     old, new = saved.train, config.train
     if saved.model.family != "nae" or new.nae_iterations <= old.nae_iterations:
         return False
