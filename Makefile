@@ -124,9 +124,9 @@ zgamma-samples: install-dev
 	for dir in data/zgamma/*; do $(NAE_DATA) hash $$dir; done
 
 # Six generators x three seeds, each trained and evaluated (fidelity against the 50k held-out
-# events, speed, classification), then each recipe once per injected signal fraction; a run
-# with summary.json is not trained again, one with its metrics.json not evaluated again, so
-# repeat the command after any stop: nohup make vae-study > runs/vae-study.log 2>&1 &
+# events, speed, classification), then, once all 18 are done, each recipe once per injected
+# signal fraction; a run with summary.json is not trained again, one with its metrics.json not
+# evaluated again, so repeat the command after any stop: nohup make vae-study > runs/vae-study.log 2>&1 &
 VAE_RECIPES := zgamma-vae zgamma-vae-d zgamma-vae-nf zgamma-vae-nf-d zgamma-copula-vae zgamma-cvae-d
 VAE_SEEDS ?= 1 2 3
 VAE_INJECT ?= 0.001 0.01 0.05
@@ -141,6 +141,8 @@ vae-study: zgamma-samples
 	    test -f $$run/evaluation/best/metrics.json || { echo "== evaluate $$run"; \
 	      OMP_NUM_THREADS=1 $(BIN)/nae evaluate $$run || exit 1; }; \
 	  done; \
+	done
+	@for recipe in $(VAE_RECIPES); do \
 	  for fraction in $(VAE_INJECT); do \
 	    run=$(VAE_RUNS)/$$recipe-inject$$fraction-seed1; \
 	    test -f $$run/summary.json || { echo "== train $$run"; \
