@@ -16,13 +16,16 @@ selection: lowest validation loss for AE/VAE, lowest EMD for NAE, the fit for PC
 
 from __future__ import annotations
 
+import copy
 import os
 import random
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ValidationError
 
 from training.config import GeneratorRunConfig, RunConfig
 from training.errors import NaeError
@@ -33,6 +36,7 @@ from training.models.generators.vae import TableVAE
 __all__ = [
     "BEST",
     "LAST",
+    "checkpoint_config",
     "checkpoint_path",
     "list_checkpoints",
     "load_checkpoint",
@@ -44,6 +48,8 @@ __all__ = [
 
 FORMAT = 1
 LAST, BEST, AE_BEST = "last", "best", "ae-best"
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
 def checkpoint_path(run_dir: str | os.PathLike[str], name: str) -> Path:
@@ -90,13 +96,55 @@ def load_model(
     (a generator's, ``TableVAE`` and ``GeneratorRunConfig``, when its data input is a table)."""
     checkpoint = load_checkpoint(checkpoint_path(run_dir, name))
     if checkpoint["config"]["data"].get("input") == "table":
-        config = GeneratorRunConfig.model_validate(checkpoint["config"])
+        config = checkpoint_config(checkpoint, GeneratorRunConfig)
         model = build_generator(config)
     else:
-        config = RunConfig.model_validate(checkpoint["config"])
+        config = checkpoint_config(checkpoint, RunConfig)
         model = build_model(config)
     model.load_state_dict(checkpoint["model"])
     return model.eval(), config, checkpoint
+
+
+def checkpoint_config(checkpoint: dict[str, Any], schema: type[ConfigT]) -> ConfigT:
+    """The checkpoint's config, validated by ``schema``.
+
+    A checkpoint stores its whole config, so a field that a later version of the code removed
+    would make every older run unloadable. A removed field that the run left unset (None) did
+    nothing, so it is dropped with a warning; a removed field with a value changed what the run
+    did, and the load fails with a message that names it."""
+    data = checkpoint["config"]
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        removed = [error for error in exc.errors() if error["type"] == "extra_forbidden"]
+        if not removed or len(removed) != exc.error_count():
+            raise
+        names = ", ".join(_dotted(error["loc"]) for error in removed)
+        if any(error["input"] is not None for error in removed):
+            raise NaeError(
+                f"this checkpoint sets config fields this version no longer has: {names}; "
+                "load it with the version that wrote it"
+            ) from None
+        warnings.warn(
+            f"checkpoint config: dropped unset fields this version no longer has: {names}",
+            stacklevel=2,
+        )
+        return schema.model_validate(_without(data, [error["loc"] for error in removed]))
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _without(data: dict[str, Any], locations: list[tuple[int | str, ...]]) -> dict[str, Any]:
+    """A copy of ``data`` with the keys at ``locations`` removed (the checkpoint stays as it is)."""
+    data = copy.deepcopy(data)
+    for loc in locations:
+        parent = data
+        for part in loc[:-1]:
+            parent = parent[part]
+        del parent[loc[-1]]
+    return data
 
 
 def rng_states(generators: dict[str, torch.Generator]) -> dict[str, Any]:

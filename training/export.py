@@ -851,15 +851,20 @@ def _batches(x: np.ndarray, size: int = _BATCH) -> Iterator[np.ndarray]:
         yield np.ascontiguousarray(x[start : start + size], dtype=np.float32)
 
 
-def _git_state() -> dict[str, Any]:
-    """The commit of this checkout and whether it had uncommitted changes; empty outside git."""
-    root = Path(__file__).resolve().parents[1]
+# What a model's numbers depend on. Bundles, cards and docs are written while a bundle is made,
+# so counting them would mark every export "dirty".
+_CODE_PATHS = ("training", "service", "pyproject.toml")
+
+
+def _git_state(root: Path = Path(__file__).resolve().parents[1]) -> dict[str, Any]:
+    """The commit of this checkout and whether its code (``_CODE_PATHS``) had uncommitted
+    changes; empty outside git."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *_CODE_PATHS],
             cwd=root,
             capture_output=True,
             text=True,

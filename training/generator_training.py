@@ -41,6 +41,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits as bce
 from training.checkpoint import (
     BEST,
     LAST,
+    checkpoint_config,
     checkpoint_path,
     load_checkpoint,
     restore_rng_states,
@@ -345,7 +346,7 @@ def _resume_state(config: GeneratorRunConfig, run_dir: Path) -> dict[str, Any] |
     if not path.is_file():
         return None
     state = load_checkpoint(path)
-    if GeneratorRunConfig.model_validate(state["config"]) != config:
+    if checkpoint_config(state, GeneratorRunConfig) != config:
         raise NaeError(
             f"{run_dir} was trained with another config; resume with its config.toml or "
             "choose another --run-dir"

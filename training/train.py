@@ -44,6 +44,7 @@ from training.checkpoint import (
     AE_BEST,
     BEST,
     LAST,
+    checkpoint_config,
     checkpoint_path,
     load_checkpoint,
     restore_rng_states,
@@ -395,7 +396,7 @@ def _pretrained_ae(config: RunConfig, source: Path) -> tuple[dict[str, Any], dic
     if not state.get("complete"):
         raise NaeError(f"train.init_from: {source} is not a finished training run")
     checkpoint = load_checkpoint(checkpoint_path(source, BEST))
-    saved = RunConfig.model_validate(checkpoint["config"])
+    saved = checkpoint_config(checkpoint, RunConfig)
     if saved.model.family != "ae":
         raise NaeError(f"train.init_from: {source} is a {saved.model.family} run, not an AE")
     if saved.model.model_copy(update={"family": "nae"}) != config.model:
@@ -412,7 +413,7 @@ def _resume_state(config: RunConfig, run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     state = load_checkpoint(path)
-    saved = RunConfig.model_validate(state["config"])
+    saved = checkpoint_config(state, RunConfig)
     extended = _extends(saved, config)
     if saved != config and not extended:
         raise NaeError(

@@ -1,4 +1,5 @@
-"""Checkpoints: RNG states come back exactly, files are written whole, foreign files refused."""
+"""Checkpoints: RNG states come back exactly, files are written whole, foreign files refused,
+configs written by older code load where nothing they set is lost."""
 
 from __future__ import annotations
 
@@ -7,8 +8,16 @@ import random
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
-from training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from training.checkpoint import (
+    checkpoint_config,
+    load_checkpoint,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+)
+from training.config import RunConfig, load_run_config
 from training.errors import NaeError
 
 
@@ -40,3 +49,25 @@ def test_foreign_or_missing_files_are_refused(tmp_path):
     torch.save({"format": 99}, tmp_path / "future.pt")
     with pytest.raises(NaeError, match="format 99"):
         load_checkpoint(tmp_path / "future.pt")
+
+
+def _checkpoint_with(section: str, field: str, value) -> dict:
+    config = load_run_config("events-sm-nae").model_dump()
+    config[section][field] = value
+    return {"config": config}
+
+
+def test_a_removed_field_left_unset_is_dropped_with_a_warning():
+    with pytest.warns(UserWarning, match=r"train\.retired_option"):
+        config = checkpoint_config(_checkpoint_with("train", "retired_option", None), RunConfig)
+    assert config == load_run_config("events-sm-nae")
+
+
+def test_a_removed_field_with_a_value_is_refused_by_name():
+    with pytest.raises(NaeError, match=r"loss\.retired_weight"):
+        checkpoint_config(_checkpoint_with("loss", "retired_weight", 10.0), RunConfig)
+
+
+def test_a_bad_value_is_not_mistaken_for_a_removed_field():
+    with pytest.raises(ValidationError):
+        checkpoint_config(_checkpoint_with("train", "seed", "not a number"), RunConfig)

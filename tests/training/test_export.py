@@ -27,6 +27,7 @@ from training.export import (
     MIN_PARITY_EVENTS,
     OPSET,
     SampleScores,
+    _git_state,
     check_parity,
     export_bundle,
     export_onnx,
@@ -294,3 +295,22 @@ def test_the_train_command_of_an_nae_started_from_an_ae_run_rebuilds_both(tmp_pa
     assert rebuilt == nae
     shutil.rmtree(ae_run)  # the AE run gone: the card still says where the NAE started
     assert _train_command(nae, "runs/n").splitlines()[0].startswith("# first: the AE run")
+
+
+def test_provenance_counts_only_code_changes_as_dirty(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    for name in ("training/model.py", "models/README.md", "docs/card.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("first\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    (tmp_path / "models/README.md").write_text("a bundle being written\n")
+    (tmp_path / "docs/card.md").write_text("its card\n")
+    assert _git_state(tmp_path)["dirty"] is False
+    (tmp_path / "training/model.py").write_text("changed code\n")
+    state = _git_state(tmp_path)
+    assert state["dirty"] is True
+    assert len(state["commit"]) == 40
