@@ -24,6 +24,7 @@ from training.errors import NaeError, require
 
 __all__ = [
     "JET_FEATURES",
+    "ZGAMMA_DERIVED",
     "ZGAMMA_DISCRETE",
     "ZGAMMA_FEATURES",
     "DataConfig",
@@ -244,6 +245,9 @@ ZGAMMA_FEATURES: tuple[str, ...] = (
     "pt_ll_over_m_llg",
 )
 ZGAMMA_DISCRETE: tuple[str, ...] = ("n_jets", "n_central_jets")  # integer counts
+# Exact functions of other features (training.data.zgamma.IDENTITIES), which the study's
+# generators compute instead of drawing them (data.derived in the zgamma-* recipes).
+ZGAMMA_DERIVED: tuple[str, ...] = ("e_llg", "e_ll", "pt_ll_over_m_llg", "dphi_met_llg")
 
 
 class ZgammaSampleConfig(_Frozen):
@@ -628,14 +632,20 @@ class TableDataConfig(_Frozen):
     """Feature-table shards (``features/<name>`` per event) to train a generator on.
 
     ``discrete`` names the integer features (jet counts), which the model treats as
-    categories. ``inject`` / ``inject_fraction``: signal events from another sample mixed in
-    so that they make up that fraction of the rows (a contaminated background, as real data
-    would be), before the train/validation split, which then holds signal too, as data would."""
+    categories. ``derived`` names features that are exact functions of others
+    (``training.data.zgamma.IDENTITIES``): the generator computes them from its draws of
+    their inputs instead of modelling them, and its scores ignore them. ``inject`` /
+    ``inject_fraction``: signal events from another sample mixed in so that they make up that
+    fraction of the rows (a contaminated background, as real data would be), before the
+    train/validation split, which then holds signal too, as data would."""
 
     input: Literal["table"] = Field(description="table: one row of named features per event")
     train: tuple[str, ...] = Field(min_length=1, description="shard directories to train on")
     features: tuple[str, ...] = Field(ZGAMMA_FEATURES, min_length=2, description="in order")
     discrete: tuple[str, ...] = Field(ZGAMMA_DISCRETE, description="integer-valued features")
+    derived: tuple[str, ...] = Field(
+        (), description="features computed from others, not modelled (recipes: ZGAMMA_DERIVED)"
+    )
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="held out per epoch")
     max_events: int = Field(0, ge=0, description="use the first N rows only; 0: all")
     split_seed: int = Field(1, ge=0, description="seed of the train/validation permutation")
@@ -653,9 +663,27 @@ class TableDataConfig(_Frozen):
             raise ValueError(f"data.discrete names {unknown}, which data.features lacks")
         if len(self.discrete) == len(self.features):
             raise ValueError("data.features needs at least one continuous feature")
+        self._check_derived()
         if bool(self.inject) != (self.inject_fraction > 0):
             raise ValueError("data.inject and data.inject_fraction > 0 go together")
         return self
+
+    def _check_derived(self) -> None:
+        from training.data.zgamma import IDENTITIES  # imports this module
+
+        unknown = sorted(set(self.derived) - set(IDENTITIES))
+        if unknown:
+            raise ValueError(f"data.derived: no formula for {unknown}; known: {sorted(IDENTITIES)}")
+        for name in self.derived:
+            if name not in self.features or name in self.discrete:
+                raise ValueError(f"data.derived: {name!r} is not a continuous data.features entry")
+            for source in IDENTITIES[name][0]:
+                if source not in self.features or source in self.derived:
+                    raise ValueError(
+                        f"data.derived: {name!r} needs {source!r} among the modelled features"
+                    )
+        if len(self.features) - len(self.discrete) - len(self.derived) < 1:
+            raise ValueError("data.features needs at least one modelled continuous feature")
 
 
 class GeneratorModelConfig(_Frozen):

@@ -42,7 +42,9 @@ from training.errors import NaeError
 __all__ = [
     "FEATURE_RANGES",
     "FEATURE_UNITS",
+    "IDENTITIES",
     "Z_MASS_GEV",
+    "derive_features",
     "features_from_candidates",
     "generate_zgamma",
 ]
@@ -63,6 +65,36 @@ FEATURE_RANGES: dict[str, tuple[float | None, float | None]] = {
     "eta_llg": (None, None),
     "eta_ll": (None, None),
 }
+
+
+def _energy(m: np.ndarray, pt: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.square(m) + np.square(pt * np.cosh(eta)))
+
+
+# Features that are exact functions of others (E^2 = m^2 + (pT cosh eta)^2; a ratio; a
+# Delta phi): name -> (its inputs, the formula). A generator that draws them as free features
+# breaks the identity on every event, which a classifier two-sample test sees at once, so the
+# generators can compute them from their inputs instead (``data.derived``).
+IDENTITIES: dict[str, tuple[tuple[str, ...], Callable[..., np.ndarray]]] = {
+    "e_llg": (("m_llg", "pt_llg", "eta_llg"), _energy),
+    "e_ll": (("m_ll", "pt_ll", "eta_ll"), _energy),
+    "pt_ll_over_m_llg": (("pt_ll", "m_llg"), lambda pt, m: pt / np.maximum(m, 1e-9)),
+    "dphi_met_llg": (("met_phi", "phi_llg"), lambda a, b: np.abs(wrap_phi(a - b))),
+}
+
+
+def derive_features(
+    table: np.ndarray, features: tuple[str, ...], derived: tuple[str, ...]
+) -> np.ndarray:
+    """``table`` (N, len(features)) with the ``derived`` columns recomputed from their inputs
+    (float64 arithmetic, as the sample's own features, cast back to the table's dtype)."""
+    out = table.copy()
+    column = {name: i for i, name in enumerate(features)}
+    for name in derived:
+        inputs, formula = IDENTITIES[name]
+        values = formula(*(table[:, column[i]].astype(np.float64) for i in inputs))
+        out[:, column[name]] = values
+    return out
 
 
 def generate_zgamma(

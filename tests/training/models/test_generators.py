@@ -7,9 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
-from training.config import GeneratorRunConfig
+from training.config import ZGAMMA_DERIVED, ZGAMMA_FEATURES, GeneratorRunConfig, TableDataConfig
 from training.data.loaders import load_inputs
+from training.data.zgamma import derive_features
 from training.generator_training import (
     TableBatch,
     build_optimisers,
@@ -155,3 +157,46 @@ def test_conditional_generation_draws_the_jet_counts_with_their_frequencies(zgam
         expected = float((x[:, column] == value).double().mean())
         observed = float((generated[:, column] == value).double().mean())
         assert abs(observed - expected) < 4 * math.sqrt(expected * (1 - expected) / n) + 1e-9
+
+
+@pytest.mark.pythia
+def test_identities_hold_on_real_events_and_on_every_generated_one(zgamma_samples):
+    config = _config("vae_nf", str(zgamma_samples["train"]))
+    config = config.model_copy(
+        update={"data": config.data.model_copy(update={"derived": ZGAMMA_DERIVED})}
+    )
+    features = config.data.features
+    x = load_inputs([zgamma_samples["train"]], input="features", features=features).numpy()
+    derived = [features.index(name) for name in ZGAMMA_DERIVED]
+    recomputed = derive_features(x, features, ZGAMMA_DERIVED)  # the sample's own columns
+    np.testing.assert_allclose(recomputed[:, derived], x[:, derived], rtol=1e-5, atol=1e-5)
+    model = _randomised(build_generator(config), seed=11)
+    model.codec.fit(x)
+    assert model.codec.n_continuous == 16 - len(ZGAMMA_DERIVED)  # the networks never see them
+    generated = model.generate(2_000, torch.Generator().manual_seed(12)).numpy()
+    again = derive_features(generated, features, ZGAMMA_DERIVED)
+    np.testing.assert_allclose(again[:, derived], generated[:, derived], rtol=1e-6, atol=1e-6)
+    # without data.derived the same columns are free draws and break the identities
+    free = _randomised(build_generator(_config("vae_nf", str(zgamma_samples["train"]))), 11)
+    free.codec.fit(x)
+    loose = free.generate(2_000, torch.Generator().manual_seed(12)).numpy()
+    energy = features.index("e_ll")
+    exact = derive_features(loose, features, ZGAMMA_DERIVED)[:, energy]
+    assert np.median(np.abs(exact - loose[:, energy])) > 1.0  # GeV
+
+
+@pytest.mark.parametrize(
+    ("derived", "message"),
+    [
+        (["m_ll"], "no formula"),
+        (["e_ll", "n_jets"], "no formula"),
+        (["e_ll"], "needs 'm_ll' among the modelled"),
+    ],
+)
+def test_derived_features_need_a_formula_and_modelled_inputs(derived, message):
+    features = [name for name in ZGAMMA_FEATURES if name != "m_ll"] if "needs" in message else None
+    data = {"input": "table", "train": ["x"], "derived": derived}
+    if features is not None:
+        data["features"] = features
+    with pytest.raises(ValidationError, match=message):
+        TableDataConfig.model_validate(data)

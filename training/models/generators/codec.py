@@ -6,13 +6,15 @@ units; discrete features (integer counts such as the number of jets) become cate
 decoder models the discrete features jointly, as one categorical over their K^d combinations
 (``combination``): counts that go together (all central jets are jets, so n_central <= n_jets)
 keep their joint frequencies, which independent categoricals per feature would lose.
-``decode`` inverts both, so generated counts are integers by construction. Everything learned
-is a buffer, so the codec exports.
+``decode`` inverts both, so generated counts are integers by construction. Derived features
+(exact functions of others, ``data.derived``) are neither encoded nor decoded: ``decode``
+computes them from the decoded values of their inputs, so every generated event keeps the
+identities. Everything learned is a buffer, so the codec exports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,9 +30,11 @@ class FeatureCodec(nn.Module):
     """Raw (N, k) events in ``features`` order <-> (continuous u (N, c), categories (N, d)).
 
     ``discrete``: column indices of the integer features; ``n_categories``: K per discrete
-    feature. ``combination_counts`` holds how often each joint combination of the discrete
-    categories occurs in the fitted sample (K^d entries): a conditional generator draws its
-    conditions from it.
+    feature; ``derived``: column indices that ``derive`` (raw (N, k) -> raw (N, k) with those
+    columns recomputed) fills in after decoding; the networks never see them.
+    ``combination_counts`` holds how often each joint combination of the discrete categories
+    occurs in the fitted sample (K^d entries): a conditional generator draws its conditions
+    from it.
     """
 
     def __init__(
@@ -41,9 +45,15 @@ class FeatureCodec(nn.Module):
         preprocessing: TablePreprocessing,
         n_quantiles: int,
         n_categories: int,
+        derived: Sequence[int] = (),
+        derive: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         super().__init__()
-        continuous = [i for i in range(n_features) if i not in set(discrete)]
+        if bool(derived) != (derive is not None):
+            raise ValueError("derived columns and their derive function go together")
+        skipped = set(discrete) | set(derived)
+        continuous = [i for i in range(n_features) if i not in skipped]
+        self.derive = derive
         self.n_features = n_features
         self.n_categories = n_categories
         self.register_buffer("continuous_index", torch.tensor(continuous, dtype=torch.long))
@@ -128,4 +138,6 @@ class FeatureCodec(nn.Module):
         x = torch.empty(len(u), self.n_features, dtype=torch.float32)
         x[:, self.continuous_index] = self.transform.inverse(u).to(torch.float32)
         x[:, self.discrete_index] = categories.to(torch.float32)
-        return x
+        if self.derive is None:
+            return x
+        return torch.from_numpy(self.derive(x.numpy()))

@@ -15,9 +15,12 @@ checkpoint's state dict fills it in.
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import nn
 
 from training.config import GeneratorRunConfig
+from training.data.zgamma import derive_features
 from training.models.generators.codec import FeatureCodec
 from training.models.generators.copula import GaussianCopulaPrior
 from training.models.generators.flow import FlowPrior
@@ -32,12 +35,18 @@ def build_generator(config: GeneratorRunConfig) -> TableVAE:
     """The network of ``config.model`` for ``config.data``'s features, unfitted."""
     model, data = config.model, config.data
     discrete = [data.features.index(name) for name in data.discrete]
+    derived = [data.features.index(name) for name in data.derived]
+    derive = (
+        partial(derive_features, features=data.features, derived=data.derived) if derived else None
+    )
     codec = FeatureCodec(
         len(data.features),
         discrete,
         preprocessing=model.preprocessing,
         n_quantiles=model.n_quantiles,
         n_categories=model.max_categories,
+        derived=derived,
+        derive=derive,
     )
     return TableVAE(
         codec,
