@@ -634,7 +634,8 @@ class TableDataConfig(_Frozen):
     ``discrete`` names the integer features (jet counts), which the model treats as
     categories. ``derived`` names features that are exact functions of others
     (``training.data.zgamma.IDENTITIES``): the generator computes them from its draws of
-    their inputs instead of modelling them, and its scores ignore them. ``inject`` /
+    their inputs instead of modelling them, and its scores ignore them. ``relative_phi``:
+    azimuthal angles modelled as their wrapped difference to a reference angle. ``inject`` /
     ``inject_fraction``: signal events from another sample mixed in so that they make up that
     fraction of the rows (a contaminated background, as real data would be), before the
     train/validation split, which then holds signal too, as data would."""
@@ -645,6 +646,10 @@ class TableDataConfig(_Frozen):
     discrete: tuple[str, ...] = Field(ZGAMMA_DISCRETE, description="integer-valued features")
     derived: tuple[str, ...] = Field(
         (), description="features computed from others, not modelled (recipes: ZGAMMA_DERIVED)"
+    )
+    relative_phi: dict[str, str] = Field(
+        default_factory=dict,
+        description="angle -> reference angle: modelled as their wrapped difference",
     )
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="held out per epoch")
     max_events: int = Field(0, ge=0, description="use the first N rows only; 0: all")
@@ -663,12 +668,12 @@ class TableDataConfig(_Frozen):
             raise ValueError(f"data.discrete names {unknown}, which data.features lacks")
         if len(self.discrete) == len(self.features):
             raise ValueError("data.features needs at least one continuous feature")
-        self._check_derived()
+        self._check_modelled()
         if bool(self.inject) != (self.inject_fraction > 0):
             raise ValueError("data.inject and data.inject_fraction > 0 go together")
         return self
 
-    def _check_derived(self) -> None:
+    def _check_modelled(self) -> None:
         from training.data.zgamma import IDENTITIES  # imports this module
 
         unknown = sorted(set(self.derived) - set(IDENTITIES))
@@ -682,6 +687,12 @@ class TableDataConfig(_Frozen):
                     raise ValueError(
                         f"data.derived: {name!r} needs {source!r} among the modelled features"
                     )
+        for angle, reference in self.relative_phi.items():
+            for name in (angle, reference):
+                if name not in self.features or name in self.discrete or name in self.derived:
+                    raise ValueError(f"data.relative_phi: {name!r} is not a modelled feature")
+            if reference in self.relative_phi:
+                raise ValueError(f"data.relative_phi: the reference {reference!r} is relative")
         if len(self.features) - len(self.discrete) - len(self.derived) < 1:
             raise ValueError("data.features needs at least one modelled continuous feature")
 

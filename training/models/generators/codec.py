@@ -9,11 +9,16 @@ keep their joint frequencies, which independent categoricals per feature would l
 ``decode`` inverts both, so generated counts are integers by construction. Derived features
 (exact functions of others, ``data.derived``) are neither encoded nor decoded: ``decode``
 computes them from the decoded values of their inputs, so every generated event keeps the
-identities. Everything learned is a buffer, so the codec exports.
+identities. Azimuthal angles can be modelled relative to a reference angle
+(``data.relative_phi``: phi_ll and MET phi relative to the Z-gamma system's phi): the events
+are symmetric under a common rotation, and a difference of two angles that each look uniform
+is hard for a Gaussian decoder to get right, while the relative angle carries the physics
+directly. Everything learned is a buffer, so the codec exports.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -31,7 +36,8 @@ class FeatureCodec(nn.Module):
 
     ``discrete``: column indices of the integer features; ``n_categories``: K per discrete
     feature; ``derived``: column indices that ``derive`` (raw (N, k) -> raw (N, k) with those
-    columns recomputed) fills in after decoding; the networks never see them.
+    columns recomputed) fills in after decoding; the networks never see them; ``relative``:
+    (column, reference column) pairs of angles, encoded as the wrapped difference.
     ``combination_counts`` holds how often each joint combination of the discrete categories
     occurs in the fitted sample (K^d entries): a conditional generator draws its conditions
     from it.
@@ -47,6 +53,7 @@ class FeatureCodec(nn.Module):
         n_categories: int,
         derived: Sequence[int] = (),
         derive: Callable[[np.ndarray], np.ndarray] | None = None,
+        relative: Sequence[tuple[int, int]] = (),
     ) -> None:
         super().__init__()
         if bool(derived) != (derive is not None):
@@ -54,6 +61,7 @@ class FeatureCodec(nn.Module):
         skipped = set(discrete) | set(derived)
         continuous = [i for i in range(n_features) if i not in skipped]
         self.derive = derive
+        self.relative = [(int(column), int(reference)) for column, reference in relative]
         self.n_features = n_features
         self.n_categories = n_categories
         self.register_buffer("continuous_index", torch.tensor(continuous, dtype=torch.long))
@@ -91,7 +99,7 @@ class FeatureCodec(nn.Module):
 
     def fit(self, x: np.ndarray) -> FeatureCodec:
         """Fit the continuous transform and count the discrete combinations of ``x`` (N, k)."""
-        values = np.asarray(x, dtype=np.float64)
+        values = self._to_frame(torch.as_tensor(np.asarray(x, dtype=np.float64))).numpy()
         self.transform.fit(values[:, self.continuous_index.numpy()])
         categories = self._categories(torch.as_tensor(values, dtype=torch.float32))
         self.combination_counts.copy_(
@@ -103,8 +111,22 @@ class FeatureCodec(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(N, k) raw -> u (N, c) continuous in normal units, one-hot (N, d * K)."""
-        u = self.transform(x.index_select(1, self.continuous_index))
+        u = self.transform(self._to_frame(x).index_select(1, self.continuous_index))
         return u, self.onehot(self._categories(x))
+
+    def _to_frame(self, x: Tensor) -> Tensor:
+        """Raw (N, k) with each ``relative`` angle replaced by its difference to its reference."""
+        if not self.relative:
+            return x
+        framed = x.clone()
+        for column, reference in self.relative:
+            framed[:, column] = _wrap(x[:, column] - x[:, reference])
+        return framed
+
+    def _from_frame(self, x: Tensor) -> Tensor:
+        for column, reference in self.relative:
+            x[:, column] = _wrap(x[:, column] + x[:, reference])
+        return x
 
     def onehot(self, categories: Tensor) -> Tensor:  # (N, d) float categories -> (N, d * K)
         return (categories.unsqueeze(-1) == self.levels).flatten(1).to(torch.float32)
@@ -138,6 +160,12 @@ class FeatureCodec(nn.Module):
         x = torch.empty(len(u), self.n_features, dtype=torch.float32)
         x[:, self.continuous_index] = self.transform.inverse(u).to(torch.float32)
         x[:, self.discrete_index] = categories.to(torch.float32)
+        x = self._from_frame(x)
         if self.derive is None:
             return x
         return torch.from_numpy(self.derive(x.numpy()))
+
+
+def _wrap(phi: Tensor) -> Tensor:
+    """An angle into [-pi, pi)."""
+    return torch.remainder(phi + math.pi, 2 * math.pi) - math.pi

@@ -47,6 +47,10 @@ def build_generator(config: GeneratorRunConfig) -> TableVAE:
         n_categories=model.max_categories,
         derived=derived,
         derive=derive,
+        relative=[
+            (data.features.index(angle), data.features.index(reference))
+            for angle, reference in data.relative_phi.items()
+        ],
     )
     return TableVAE(
         codec,
