@@ -635,7 +635,9 @@ class TableDataConfig(_Frozen):
     categories. ``derived`` names features that are exact functions of others
     (``training.data.zgamma.IDENTITIES``): the generator computes them from its draws of
     their inputs instead of modelling them, and its scores ignore them. ``relative_phi``:
-    azimuthal angles modelled as their wrapped difference to a reference angle. ``inject`` /
+    azimuthal angles modelled as their wrapped difference to a reference angle;
+    ``uniform_phi``: an angle (the reference) drawn uniform at generation instead of modelled,
+    as the events' rotation symmetry says. ``inject`` /
     ``inject_fraction``: signal events from another sample mixed in so that they make up that
     fraction of the rows (a contaminated background, as real data would be), before the
     train/validation split, which then holds signal too, as data would."""
@@ -650,6 +652,9 @@ class TableDataConfig(_Frozen):
     relative_phi: dict[str, str] = Field(
         default_factory=dict,
         description="angle -> reference angle: modelled as their wrapped difference",
+    )
+    uniform_phi: str = Field(
+        "", description="an angle drawn uniform at generation, not modelled (rotation symmetry)"
     )
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="held out per epoch")
     max_events: int = Field(0, ge=0, description="use the first N rows only; 0: all")
@@ -693,7 +698,11 @@ class TableDataConfig(_Frozen):
                     raise ValueError(f"data.relative_phi: {name!r} is not a modelled feature")
             if reference in self.relative_phi:
                 raise ValueError(f"data.relative_phi: the reference {reference!r} is relative")
-        if len(self.features) - len(self.discrete) - len(self.derived) < 1:
+        if self.uniform_phi:
+            fixed = set(self.discrete) | set(self.derived) | set(self.relative_phi)
+            if self.uniform_phi not in self.features or self.uniform_phi in fixed:
+                raise ValueError(f"data.uniform_phi: {self.uniform_phi!r} is not a free angle")
+        if len(self.features) - len(self.discrete) - len(self.derived) - bool(self.uniform_phi) < 1:
             raise ValueError("data.features needs at least one modelled continuous feature")
 
 

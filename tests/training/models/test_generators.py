@@ -220,3 +220,24 @@ def test_a_relative_angle_needs_a_modelled_reference_that_is_not_relative_itself
         TableDataConfig.model_validate(
             {"input": "table", "train": ["x"], "relative_phi": {"phi_ll": "n_jets"}}
         )
+
+
+@pytest.mark.pythia
+def test_the_uniform_angle_is_not_modelled_and_is_drawn_flat(zgamma_samples):
+    config = _config("vae", str(zgamma_samples["train"]))
+    update = {"relative_phi": {"phi_ll": "phi_llg", "met_phi": "phi_llg"}, "uniform_phi": "phi_llg"}
+    config = config.model_copy(update={"data": config.data.model_copy(update=update)})
+    x = load_inputs([zgamma_samples["train"]], input="features", features=config.data.features)
+    model = _randomised(build_generator(config), seed=13)
+    model.codec.fit(x.numpy())
+    assert model.codec.n_continuous == 15  # 16 continuous features less phi_llg
+    n = 40_000
+    generated = model.generate(n, torch.Generator().manual_seed(14))
+    phi = generated[:, config.data.features.index("phi_llg")]
+    counts = torch.histc(phi, bins=20, min=-math.pi, max=math.pi)
+    assert phi.min() >= -math.pi and phi.max() < math.pi
+    chi2 = float(((counts - n / 20) ** 2 / (n / 20)).sum())
+    assert chi2 < 43.8  # chi2 with 19 degrees of freedom, p = 0.001
+    u, _ = model.codec(x)
+    with pytest.raises(ValueError, match="pass a generator"):
+        model.codec.decode(u, model.codec.categories(x))

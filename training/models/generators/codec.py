@@ -13,7 +13,10 @@ identities. Azimuthal angles can be modelled relative to a reference angle
 (``data.relative_phi``: phi_ll and MET phi relative to the Z-gamma system's phi): the events
 are symmetric under a common rotation, and a difference of two angles that each look uniform
 is hard for a Gaussian decoder to get right, while the relative angle carries the physics
-directly. Everything learned is a buffer, so the codec exports.
+directly. The reference itself can be left out of the model (``data.uniform_phi``): the
+generator draws it uniform in [-pi, pi), which makes the generated events exactly symmetric
+under the rotation, as the simulated ones are. Everything learned is a buffer, so the codec
+exports.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ class FeatureCodec(nn.Module):
     ``discrete``: column indices of the integer features; ``n_categories``: K per discrete
     feature; ``derived``: column indices that ``derive`` (raw (N, k) -> raw (N, k) with those
     columns recomputed) fills in after decoding; the networks never see them; ``relative``:
-    (column, reference column) pairs of angles, encoded as the wrapped difference.
+    (column, reference column) pairs of angles, encoded as the wrapped difference;
+    ``uniform``: a column (an angle) that is not modelled but drawn uniform at decoding.
     ``combination_counts`` holds how often each joint combination of the discrete categories
     occurs in the fitted sample (K^d entries): a conditional generator draws its conditions
     from it.
@@ -54,14 +58,16 @@ class FeatureCodec(nn.Module):
         derived: Sequence[int] = (),
         derive: Callable[[np.ndarray], np.ndarray] | None = None,
         relative: Sequence[tuple[int, int]] = (),
+        uniform: int | None = None,
     ) -> None:
         super().__init__()
         if bool(derived) != (derive is not None):
             raise ValueError("derived columns and their derive function go together")
-        skipped = set(discrete) | set(derived)
+        skipped = set(discrete) | set(derived) | ({uniform} if uniform is not None else set())
         continuous = [i for i in range(n_features) if i not in skipped]
         self.derive = derive
         self.relative = [(int(column), int(reference)) for column, reference in relative]
+        self.uniform = uniform
         self.n_features = n_features
         self.n_categories = n_categories
         self.register_buffer("continuous_index", torch.tensor(continuous, dtype=torch.long))
@@ -155,9 +161,16 @@ class FeatureCodec(nn.Module):
             digits.append(combination // self.n_categories**power % self.n_categories)
         return torch.stack(digits, dim=1).to(torch.float32)
 
-    def decode(self, u: Tensor, categories: Tensor) -> Tensor:
-        """u (N, c), categories (N, d) -> raw events (N, k) float32 (counts are integers)."""
+    def decode(
+        self, u: Tensor, categories: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """u (N, c), categories (N, d) -> raw events (N, k) float32 (counts are integers);
+        ``generator`` draws the ``uniform`` angle."""
         x = torch.empty(len(u), self.n_features, dtype=torch.float32)
+        if self.uniform is not None:
+            if generator is None:
+                raise ValueError("decoding draws the uniform angle: pass a generator")
+            x[:, self.uniform] = (2 * torch.rand(len(u), generator=generator) - 1) * math.pi
         x[:, self.continuous_index] = self.transform.inverse(u).to(torch.float32)
         x[:, self.discrete_index] = categories.to(torch.float32)
         x = self._from_frame(x)

@@ -51,6 +51,7 @@ def build_generator(config: GeneratorRunConfig) -> TableVAE:
             (data.features.index(angle), data.features.index(reference))
             for angle, reference in data.relative_phi.items()
         ],
+        uniform=data.features.index(data.uniform_phi) if data.uniform_phi else None,
     )
     return TableVAE(
         codec,

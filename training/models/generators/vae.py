@@ -163,7 +163,7 @@ class TableVAE(nn.Module):
         u, drawn = self.draw(decoded, onehot, generator)
         grouped = drawn.unflatten(1, (-1, self.codec.n_categories))
         categories = grouped.argmax(dim=-1).to(torch.float32)
-        return self.codec.decode(u, categories)
+        return self.codec.decode(u, categories, generator)
 
     @torch.no_grad()
     def latent_means(self, x: Tensor) -> Tensor:  # raw (N, k) -> mu (N, latent)
