@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -18,14 +19,18 @@ __all__ = ["Particles", "concatenate_particles", "merge_particles", "pseudorapid
 _PT_FLOOR_GEV = 1e-12  # pT of a particle along the beam: eta is then large but finite
 
 
+ArrayT = TypeVar("ArrayT")  # a numpy array or a torch tensor
+
+
 def pseudorapidity(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> np.ndarray:
     """eta = asinh(pz / pT), elementwise; finite along the beam (pT floored at 1e-12 GeV) and
     exact for massive objects too (it is the angle's, not the rapidity)."""
     return np.arcsinh(pz / np.maximum(np.hypot(px, py), _PT_FLOOR_GEV))
 
 
-def wrap_phi(phi: np.ndarray) -> np.ndarray:
-    """Angles [rad] into [-pi, pi): differences of azimuths become the short way round."""
+def wrap_phi(phi: ArrayT) -> ArrayT:
+    """Angles [rad] into [-pi, pi): differences of azimuths become the short way round (numpy
+    arrays, or torch tensors, whose ``%`` is the same floored remainder and exports to ONNX)."""
     return (phi + np.pi) % (2 * np.pi) - np.pi
 
 

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from training.config import TablePreprocessing
+from training.data.particles import wrap_phi
 from training.models.preprocessing import QuantileToNormal, Standardise
 
 __all__ = ["FeatureCodec"]
@@ -126,12 +127,12 @@ class FeatureCodec(nn.Module):
             return x
         framed = x.clone()
         for column, reference in self.relative:
-            framed[:, column] = _wrap(x[:, column] - x[:, reference])
+            framed[:, column] = wrap_phi(x[:, column] - x[:, reference])
         return framed
 
     def _from_frame(self, x: Tensor) -> Tensor:
         for column, reference in self.relative:
-            x[:, column] = _wrap(x[:, column] + x[:, reference])
+            x[:, column] = wrap_phi(x[:, column] + x[:, reference])
         return x
 
     def onehot(self, categories: Tensor) -> Tensor:  # (N, d) float categories -> (N, d * K)
@@ -177,8 +178,3 @@ class FeatureCodec(nn.Module):
         if self.derive is None:
             return x
         return torch.from_numpy(self.derive(x.numpy()))
-
-
-def _wrap(phi: Tensor) -> Tensor:
-    """An angle into [-pi, pi)."""
-    return torch.remainder(phi + math.pi, 2 * math.pi) - math.pi
