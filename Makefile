@@ -74,6 +74,7 @@ fresh-samples: install-dev
 	$(NAE_DATA) events --process sm --n 20000 --seed 304 --shard-size 5000 --workers $(SAMPLE_WORKERS) --out data/fresh/sm
 	$(NAE_DATA) jets --process qcd --n 20000 --seed 301 --shard-size 2500 --workers $(SAMPLE_WORKERS) --out data/fresh/qcd
 	$(NAE_DATA) jets --process top --n 20000 --seed 302 --shard-size 2500 --workers $(SAMPLE_WORKERS) --out data/fresh/top
+	$(NAE_DATA) zgamma --process zgamma --n 20000 --seed 405 --shard-size 5000 --workers $(SAMPLE_WORKERS) --out data/fresh/zgamma
 
 # The trainings of the headline study and the shipped bundles (docs/results.md), cheapest first,
 # on the training samples, which it finishes first (a run must never see a sample still being

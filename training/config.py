@@ -637,7 +637,13 @@ class TableDataConfig(_Frozen):
     their inputs instead of modelling them, and its scores ignore them. ``relative_phi``:
     azimuthal angles modelled as their wrapped difference to a reference angle;
     ``uniform_phi``: an angle (the reference) drawn uniform at generation instead of modelled,
-    as the events' rotation symmetry says. ``inject`` /
+    as the events' rotation symmetry says. ``cartesian``: an (angle, magnitude) pair, such as
+    MET and its angle to the Z-gamma system, modelled as the 2-vector's components (after the
+    ``relative_phi`` frame), so that a magnitude that depends on the direction is a shift of a
+    component, which a Gaussian decoder can make, not a correlation of |angle| with the
+    magnitude, which it loses. ``reflect``: a ``relative_phi`` angle whose sign is drawn at
+    generation, the others' signs following it (the events are symmetric under negating every
+    azimuth), so that the model sees its absolute value. ``inject`` /
     ``inject_fraction``: signal events from another sample mixed in so that they make up that
     fraction of the rows (a contaminated background, as real data would be), before the
     train/validation split, which then holds signal too, as data would."""
@@ -655,6 +661,13 @@ class TableDataConfig(_Frozen):
     )
     uniform_phi: str = Field(
         "", description="an angle drawn uniform at generation, not modelled (rotation symmetry)"
+    )
+    cartesian: dict[str, str] = Field(
+        default_factory=dict,
+        description="angle -> magnitude: the pair modelled as the 2-vector (m cos, m sin)",
+    )
+    reflect: str = Field(
+        "", description="a relative angle whose sign is drawn at generation (reflection symmetry)"
     )
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="held out per epoch")
     max_events: int = Field(0, ge=0, description="use the first N rows only; 0: all")
@@ -702,6 +715,22 @@ class TableDataConfig(_Frozen):
             fixed = set(self.discrete) | set(self.derived) | set(self.relative_phi)
             if self.uniform_phi not in self.features or self.uniform_phi in fixed:
                 raise ValueError(f"data.uniform_phi: {self.uniform_phi!r} is not a free angle")
+        for angle, magnitude in self.cartesian.items():
+            paired = [name for pair in self.cartesian.items() for name in pair]
+            for name in (angle, magnitude):
+                fixed = set(self.discrete) | set(self.derived) | {self.uniform_phi}
+                if name not in self.features or name in fixed:
+                    raise ValueError(f"data.cartesian: {name!r} is not a modelled feature")
+                if paired.count(name) > 1 or name in self.relative_phi.values():
+                    raise ValueError(f"data.cartesian: {name!r} is in two pairs or a reference")
+        references = set(self.relative_phi.values())
+        if self.reflect and (
+            self.reflect not in self.relative_phi or references != {self.uniform_phi}
+        ):
+            raise ValueError(
+                "data.reflect needs a relative_phi angle and every relative_phi angle relative "
+                "to uniform_phi (so that negating them all is a symmetry)"
+            )
         if len(self.features) - len(self.discrete) - len(self.derived) - bool(self.uniform_phi) < 1:
             raise ValueError("data.features needs at least one modelled continuous feature")
 

@@ -47,8 +47,9 @@ def shipped_bundles() -> list[Path]:
 @pytest.fixture(scope="session")
 def pythia_sample(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """``pythia_sample(verb, config, n, seed)``: a shard directory of ``n`` real Pythia jets
-    (``verb="jets"``, a ``JetSampleConfig``) or events (``"events"``, an
-    ``EventSampleConfig``) made with ``training.data.generation.generate_shards``, one shard,
+    (``verb="jets"``, a ``JetSampleConfig``), events (``"events"``, an
+    ``EventSampleConfig``) or Z-gamma events (``"zgamma"``, a ``ZgammaSampleConfig``) made
+    with ``training.data.generation.generate_shards``, one shard,
     on one core. Made once per session for each (verb, config, n, seed) and shared."""
     from training.data.generation import generate_shards
 

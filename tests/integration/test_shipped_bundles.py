@@ -45,8 +45,9 @@ from training.data.shards import describe_sample
 from training.errors import BadBundle
 
 N_FRESH = 1_000  # per background process, shared by every bundle calibrated on it
-# 90xx: the test-sample seed (201-208, Makefile) of the process with 200 replaced by 9000.
-FRESH_SEEDS = {"qcd": 9001, "top": 9002, "dark": 9003, "sm": 9004}
+# 90xx: the test-sample seed (201-208, Makefile) of the process with 200 replaced by 9000;
+# Z-gamma (test seed 402): 9402.
+FRESH_SEEDS = {"qcd": 9001, "top": 9002, "dark": 9003, "sm": 9004, "zgamma": 9402}
 FRESH_SEED_OTHER = 9099
 
 
@@ -55,7 +56,7 @@ def calibration_origin(bundle: Bundle, root: Path) -> tuple[str, Any, list[int]]
     its provenance; a bundle exported before the exporter recorded the sample's description
     is described from the sample itself where it is on disk (a relative path is taken from
     the directory above models/, where nae export ran)."""
-    from training.config import EventSampleConfig, JetSampleConfig
+    from training.config import EventSampleConfig, JetSampleConfig, ZgammaSampleConfig
 
     provenance = (bundle.model_extra or {}).get("provenance", {})
     sample = provenance.get("calibration_sample")
@@ -76,6 +77,8 @@ def calibration_origin(bundle: Bundle, root: Path) -> tuple[str, Any, list[int]]
         avoid += trained_on.get("shard_seeds", [])
     if bundle.kind == "event":
         return "events", EventSampleConfig.model_validate(sample["sample_config"]), avoid
+    if bundle.kind == "event-features":
+        return "zgamma", ZgammaSampleConfig.model_validate(sample["sample_config"]), avoid
     return "jets", JetSampleConfig.model_validate(sample["sample_config"]), avoid
 
 

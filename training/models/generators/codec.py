@@ -15,8 +15,14 @@ are symmetric under a common rotation, and a difference of two angles that each 
 is hard for a Gaussian decoder to get right, while the relative angle carries the physics
 directly. The reference itself can be left out of the model (``data.uniform_phi``): the
 generator draws it uniform in [-pi, pi), which makes the generated events exactly symmetric
-under the rotation, as the simulated ones are. Everything learned is a buffer, so the codec
-exports.
+under the rotation, as the simulated ones are. A magnitude and its (relative) angle can be
+modelled as the components of their 2-vector (``data.cartesian``: MET along and across the
+Z-gamma system): decoding takes the length and the direction back. The events are also
+symmetric under a reflection (every azimuth negated): with ``data.reflect`` the model sees one
+relative angle as its absolute value and the others multiplied by its sign, and decoding draws
+that sign at random, so a two-peaked angle (the dilepton at +-1 rad from the Z-gamma system)
+becomes one peak, and the generated events are exactly symmetric. Everything learned is a
+buffer, so the codec exports.
 """
 
 from __future__ import annotations
@@ -42,7 +48,10 @@ class FeatureCodec(nn.Module):
     feature; ``derived``: column indices that ``derive`` (raw (N, k) -> raw (N, k) with those
     columns recomputed) fills in after decoding; the networks never see them; ``relative``:
     (column, reference column) pairs of angles, encoded as the wrapped difference;
-    ``uniform``: a column (an angle) that is not modelled but drawn uniform at decoding.
+    ``uniform``: a column (an angle) that is not modelled but drawn uniform at decoding;
+    ``cartesian``: (angle column, magnitude column) pairs encoded as (m sin, m cos) in those
+    columns, after the ``relative`` frame; ``reflect``: a ``relative`` column whose sign
+    multiplies every ``relative`` column (before ``cartesian``) and is drawn at decoding.
     ``combination_counts`` holds how often each joint combination of the discrete categories
     occurs in the fitted sample (K^d entries): a conditional generator draws its conditions
     from it.
@@ -60,6 +69,8 @@ class FeatureCodec(nn.Module):
         derive: Callable[[np.ndarray], np.ndarray] | None = None,
         relative: Sequence[tuple[int, int]] = (),
         uniform: int | None = None,
+        cartesian: Sequence[tuple[int, int]] = (),
+        reflect: int | None = None,
     ) -> None:
         super().__init__()
         if bool(derived) != (derive is not None):
@@ -68,6 +79,10 @@ class FeatureCodec(nn.Module):
         continuous = [i for i in range(n_features) if i not in skipped]
         self.derive = derive
         self.relative = [(int(column), int(reference)) for column, reference in relative]
+        self.cartesian = [(int(angle), int(magnitude)) for angle, magnitude in cartesian]
+        if reflect is not None and reflect not in [column for column, _ in self.relative]:
+            raise ValueError("the reflected angle must be a relative one")
+        self.reflect = reflect
         self.uniform = uniform
         self.n_features = n_features
         self.n_categories = n_categories
@@ -122,15 +137,34 @@ class FeatureCodec(nn.Module):
         return u, self.onehot(self._categories(x))
 
     def _to_frame(self, x: Tensor) -> Tensor:
-        """Raw (N, k) with each ``relative`` angle replaced by its difference to its reference."""
-        if not self.relative:
+        """Raw (N, k) with each ``relative`` angle replaced by its difference to its reference,
+        then each ``cartesian`` (angle, magnitude) by the 2-vector's (sin, cos) components."""
+        if not self.relative and not self.cartesian:
             return x
         framed = x.clone()
         for column, reference in self.relative:
             framed[:, column] = wrap_phi(x[:, column] - x[:, reference])
+        if self.reflect is not None:
+            self._reflect(framed, torch.where(framed[:, self.reflect] < 0, -1.0, 1.0))
+        for angle, magnitude in self.cartesian:
+            phi, length = framed[:, angle].clone(), framed[:, magnitude].clone()
+            framed[:, angle] = length * torch.sin(phi)
+            framed[:, magnitude] = length * torch.cos(phi)
         return framed
 
-    def _from_frame(self, x: Tensor) -> Tensor:
+    def _reflect(self, framed: Tensor, sign: Tensor) -> None:
+        for column, _ in self.relative:
+            framed[:, column] = framed[:, column] * sign.to(framed.dtype)
+
+    def _from_frame(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        for angle, magnitude in self.cartesian:
+            across, along = x[:, angle].clone(), x[:, magnitude].clone()
+            x[:, angle] = torch.atan2(across, along)
+            x[:, magnitude] = torch.hypot(across, along)
+        if self.reflect is not None:
+            if generator is None:
+                raise ValueError("decoding draws the reflection: pass a generator")
+            self._reflect(x, 2.0 * torch.randint(0, 2, (len(x),), generator=generator) - 1.0)
         for column, reference in self.relative:
             x[:, column] = wrap_phi(x[:, column] + x[:, reference])
         return x
@@ -166,7 +200,7 @@ class FeatureCodec(nn.Module):
         self, u: Tensor, categories: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
         """u (N, c), categories (N, d) -> raw events (N, k) float32 (counts are integers);
-        ``generator`` draws the ``uniform`` angle."""
+        ``generator`` draws the ``uniform`` angle and the ``reflect`` sign."""
         x = torch.empty(len(u), self.n_features, dtype=torch.float32)
         if self.uniform is not None:
             if generator is None:
@@ -174,7 +208,7 @@ class FeatureCodec(nn.Module):
             x[:, self.uniform] = (2 * torch.rand(len(u), generator=generator) - 1) * math.pi
         x[:, self.continuous_index] = self.transform.inverse(u).to(torch.float32)
         x[:, self.discrete_index] = categories.to(torch.float32)
-        x = self._from_frame(x)
+        x = self._from_frame(x, generator)
         if self.derive is None:
             return x
         return torch.from_numpy(self.derive(x.numpy()))

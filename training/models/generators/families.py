@@ -52,6 +52,11 @@ def build_generator(config: GeneratorRunConfig) -> TableVAE:
             for angle, reference in data.relative_phi.items()
         ],
         uniform=data.features.index(data.uniform_phi) if data.uniform_phi else None,
+        cartesian=[
+            (data.features.index(angle), data.features.index(magnitude))
+            for angle, magnitude in data.cartesian.items()
+        ],
+        reflect=data.features.index(data.reflect) if data.reflect else None,
     )
     return TableVAE(
         codec,
