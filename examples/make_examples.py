@@ -3,10 +3,10 @@ takes them, in the three forms a client sends.
 
     OMP_NUM_THREADS=1 .venv/bin/python examples/make_examples.py      # ~20 CPU s
 
-For every sample of ``SAMPLES`` it runs ``nae data jets|events --process P --n N --seed S`` (the
-installed command, next to this interpreter) into a temporary directory, reads the shards with
+For every sample of ``SAMPLES`` it runs ``nae data jets|events|zgamma --process P --n N --seed S``
+(the installed command, next to this interpreter) into a temporary directory, reads the shards with
 the reader ``nae bundle score`` uses (``training.data.inputs.Inputs``) and writes, per input kind
-the sample feeds (jet images, jet features, 19x3 events):
+the sample feeds (jet images, jet features, 19x3 events, Z-gamma feature rows):
 
 - ``<stem>.npy``: float32 ``(N, *input_shape)``, for ``Content-Type: application/x-npy``;
 - ``<stem>.score.json``: the ``POST /score`` body ``{"model": NAME, "inputs": [...]}``, naming
@@ -18,7 +18,7 @@ and ``examples.json``, the manifest the tests and benchmarks read (file stems, s
 kind, shape, bundle). JSON numbers are float32's shortest repr, so the three forms hold the same
 float32 values bit for bit. The same seeds give the same files (Pythia is seeded per shard).
 
-Seeds 9101-9105 are apart from the training (101-103), test (201-208), fresh (301-304) and
+Seeds 9101-9107 are apart from the training (101-103), test (201-208), fresh (301-304) and
 calibration-check (90xx) samples, so an example is never an event a bundle was trained or
 calibrated on.
 """
@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
-from training.config import load_run_config
+from training.config import load_config
 from training.data.inputs import EVENT_FEATURES, Inputs, Kind
 from training.models.families import input_shape
 
@@ -51,6 +51,7 @@ RECIPES: dict[Kind, str] = {
     "jet-image": "jets-qcd-image-nae",
     "jet-features": "jets-qcd-features-nae",
     "event": "events-sm-nae",
+    "event-features": "zgamma-vae-nf-d",
 }
 
 
@@ -58,7 +59,7 @@ class Sample(NamedTuple):
     """One small Pythia run: ``nae data VERB --process PROCESS --seed SEED``."""
 
     name: str
-    verb: str  # jets | events
+    verb: str  # jets | events | zgamma
     process: str
     seed: int
     kinds: tuple[Kind, ...]  # the input kinds it is written out for
@@ -69,8 +70,15 @@ SAMPLES = (
     Sample("top", "jets", "top", 9102, ("jet-image", "jet-features")),
     Sample("sm", "events", "sm", 9104, ("event",)),
     Sample("zprime", "events", "zprime_mumu", 9105, ("event",)),
+    Sample("zgamma", "zgamma", "zgamma", 9106, ("event-features",)),
+    Sample("h-zgamma", "zgamma", "h_zgamma", 9107, ("event-features",)),
 )
-_SUFFIXES: dict[Kind, str] = {"jet-image": "images", "jet-features": "features", "event": "events"}
+_SUFFIXES: dict[Kind, str] = {
+    "jet-image": "images",
+    "jet-features": "features",
+    "event": "events",
+    "event-features": "features",
+}
 
 
 def generate(sample: Sample, n: int, out_dir: Path) -> tuple[Path, str]:
@@ -92,7 +100,9 @@ def generate(sample: Sample, n: int, out_dir: Path) -> tuple[Path, str]:
 def inputs_of(kind: Kind) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """The columns ``Inputs`` reads for ``kind`` and the per-event shape, as the kind's recipe
     (and so its bundle) takes them."""
-    data = load_run_config(RECIPES[kind]).data
+    data = load_config(RECIPES[kind]).data
+    if kind == "event-features":  # a generator recipe: one row of its named features
+        return tuple(data.features), (len(data.features),)
     shape = input_shape(data)
     if kind == "jet-features":
         return tuple(data.features), shape
