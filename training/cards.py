@@ -44,7 +44,14 @@ _DYNAMIC_NOTE = [
     "export's batches (up to 4096 events).",
     "",
 ]
-_KINDS = {"jet-image": "jet images", "jet-features": "jet substructure features", "event": "events"}
+_KINDS = {
+    "jet-image": "jet images",
+    "jet-features": "jet substructure features",
+    "event": "events",
+    "event-features": "per-event feature rows",
+}
+_FROM_METRICS = "From `nae evaluate`"  # how the metrics section opens when it quotes a run's
+_FRESH_TABLE = "Check: the calibrated efficiency inside the fresh"  # the fresh check's opening
 
 
 class Card(NamedTuple):
@@ -112,13 +119,20 @@ def write_cards(
     if not directories:
         raise NaeError(f"{models_dir}: no bundle (NAME/VERSION/{BUNDLE_FILE}) to write cards for")
     out_dir.mkdir(parents=True, exist_ok=True)
+    old_rows = _table_rows(Path(readme)) if readme is not None else {}
     written, rows = [], []
     for directory in directories:
         card = bundle_card(directory, root=root)
         path = out_dir / f"{card.bundle.name}.md"
+        row = {**card.row, "card": _link(path, Path(readme).parent if readme else out_dir)}
+        if _keep_old(card, path) and card.bundle.name in old_rows:
+            rows.append(old_rows[card.bundle.name])
+            if progress is not None:
+                progress(f"{path} kept: written from this export where its data was at hand")
+            continue
         path.write_text(card.markdown)
         written.append(path)
-        rows.append({**card.row, "card": _link(path, Path(readme).parent if readme else out_dir)})
+        rows.append(row)
         if progress is not None:
             notes = [str(card.metrics_path or "export metrics only")]
             if card.fresh_path is not None:
@@ -127,6 +141,35 @@ def write_cards(
     if readme is not None:
         _replace_table(Path(readme), rows)
     return written
+
+
+def _keep_old(card: Card, path: Path) -> bool:
+    """Whether the card already at ``path`` stays: it describes this same export (its
+    exported-at line) and quotes a run's metrics or a fresh-sample check that the new card
+    could not, because that run or sample is not on this machine; rewriting it would only
+    lose what was measured."""
+    if not path.is_file():
+        return False
+    old = path.read_text()
+    exported = (card.bundle.model_extra or {}).get("provenance", {}).get("exported_at")
+    if not exported or f"Exported {exported} " not in old:
+        return False
+    lost_metrics = card.metrics_path is None and _FROM_METRICS in old
+    lost_fresh = card.fresh_path is None and _FRESH_TABLE in old
+    return lost_metrics or lost_fresh
+
+
+def _table_rows(readme: Path) -> dict[str, str]:
+    """The bundle table's rows now in ``readme``, by bundle name, as their markdown lines."""
+    if not readme.is_file():
+        return {}
+    text = readme.read_text()
+    inside = text.split(BUNDLE_TABLE_BEGIN, 1)[-1].split(BUNDLE_TABLE_END, 1)[0]
+    rows: dict[str, str] = {}
+    for line in inside.splitlines() if BUNDLE_TABLE_BEGIN in text else []:
+        if match := re.match(r"^\| `([^`]+)` \|", line):
+            rows[match.group(1)] = line
+    return rows
 
 
 # --- the sections ---------------------------------------------------------------------------
@@ -671,15 +714,25 @@ def _row(bundle: Bundle, directory: Path) -> dict[str, str]:
     }
 
 
-def _replace_table(readme: Path, rows: list[dict[str, str]]) -> None:
+def _replace_table(readme: Path, rows: list[dict[str, str] | str]) -> None:
+    """The table between the markers: a row per bundle, a written card's from its fields, a
+    kept card's as the line it had."""
     text = readme.read_text() if readme.is_file() else ""
-    pattern = re.compile(re.escape(BUNDLE_TABLE_BEGIN) + r".*?" + re.escape(BUNDLE_TABLE_END), re.S)
-    if not pattern.search(text):
+    pattern = re.compile(
+        re.escape(BUNDLE_TABLE_BEGIN) + r"\n(.*?)" + re.escape(BUNDLE_TABLE_END), re.S
+    )
+    found = pattern.search(text)
+    if not found:
         raise NaeError(
             f"{readme}: no bundle table to replace; put the lines {BUNDLE_TABLE_BEGIN!r} and "
             f"{BUNDLE_TABLE_END!r} where it goes"
         )
-    table = _table(list(rows[0]), [list(row.values()) for row in rows])
+    fields = [row for row in rows if isinstance(row, dict)]
+    old_header = found.group(1).splitlines()[:2]
+    header = _table(list(fields[0]), []).splitlines() if fields else old_header
+    lines = [row if isinstance(row, str) else _table([], [list(row.values())]).splitlines()[-1]
+             for row in rows]  # fmt: skip
+    table = "\n".join([*header, *lines])
     readme.write_text(
         pattern.sub(lambda _: f"{BUNDLE_TABLE_BEGIN}\n{table}\n{BUNDLE_TABLE_END}", text)
     )

@@ -146,6 +146,33 @@ def test_cards_of_a_models_directory_and_its_table(
         write_cards(models, tmp_path / "cards", readme=readme)
 
 
+def test_a_card_whose_run_metrics_are_gone_is_kept_not_rewritten_poorer(
+    exported_run: Path, tmp_path: Path
+) -> None:
+    """Cards rewritten on a machine without the run's metrics.json keep the card (and table
+    row) written from the same export where it was at hand; a new export is written anew."""
+    models = tmp_path / "models"
+    shutil.copytree(exported_run, models / NAME / "1")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{BUNDLE_TABLE_BEGIN}\n{BUNDLE_TABLE_END}\n")
+    (card,) = write_cards(models, tmp_path / "cards", readme=readme, root=tmp_path)
+    first, table = card.read_text(), readme.read_text()
+    assert "From `nae evaluate`" in first
+    evaluation = exported_run.parents[2] / "run" / "evaluation"
+    evaluation.rename(evaluation.with_name("evaluation.away"))
+    try:
+        assert bundle_card(models / NAME / "1").metrics_path is None
+        assert write_cards(models, tmp_path / "cards", readme=readme, root=tmp_path) == []
+        assert card.read_text() == first and readme.read_text() == table
+        bundle = json.loads((models / NAME / "1" / "bundle.json").read_text())
+        bundle["provenance"]["exported_at"] = "2030-01-01T00:00:00+00:00"  # another export
+        (models / NAME / "1" / "bundle.json").write_text(json.dumps(bundle))
+        assert write_cards(models, tmp_path / "cards", readme=readme, root=tmp_path) == [card]
+        assert "From `nae evaluate`" not in card.read_text()
+    finally:
+        evaluation.with_name("evaluation.away").rename(evaluation)
+
+
 def test_a_card_is_refused_for_a_tampered_or_misplaced_bundle(
     exported_run: Path, tmp_path: Path, nae: Callable
 ) -> None:
