@@ -256,8 +256,7 @@ def _data(provenance: Mapping[str, Any]) -> str:
         lines += [_table(["role", "sample", "process", "events", "content sha256"], rows), ""]
         lines.append(
             "The hashes are `nae data hash SAMPLE` of the arrays (attributes aside); the "
-            "samples are made by `make train-samples test-samples` (Makefile; docs/data.md, "
-            '"Training samples").'
+            f"samples are made by {_sample_target(provenance)} (Makefile; docs/data.md)."
         )
     else:
         lines.append("The bundle records no samples (it was not made by `nae export`).")
@@ -305,10 +304,11 @@ def _metrics(bundle: Bundle, report: Mapping[str, Any] | None, path: Path | None
         )
         header = ["signal", "score", "events", "AUC", "1/eps_B at eps_S 0.2", "at 0.3"]
         header += [f"TPR at FPR {key.removeprefix('tpr_at_fpr_')}" for key in fprs]
+        served = (bundle.model_extra or {}).get("model", {}).get("score")
         rows = []
         for name, signal in report["signals"].items():
             for score, values in signal["scores"].items():
-                default = " (default)" if score == report.get("default_score") else ""
+                default = " (served)" if score == (served or report.get("default_score")) else ""
                 rows.append(
                     [
                         f"`{name}`",
@@ -570,6 +570,14 @@ def _int8(record: Mapping[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
+def _sample_target(provenance: Mapping[str, Any]) -> str:
+    """The Makefile target that makes the bundle's samples: the Z-gamma ones have their own."""
+    calibration = provenance.get("calibration_sample", {})
+    if str(calibration.get("process", "")) == "zgamma":
+        return "`make zgamma-samples`"
+    return "`make train-samples test-samples`"
+
+
 def _rebuild(
     bundle: Bundle,
     directory: Path,
@@ -594,7 +602,7 @@ def _rebuild(
         return "\n".join(lines)
     lines += [
         "From the repository root, with the samples of the table above "
-        "(`make train-samples test-samples`):",
+        f"({_sample_target(provenance)}):",
         "",
         "```bash",
         *(commands[step] for step in ("train", "evaluate", "export") if step in commands),
