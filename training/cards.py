@@ -113,7 +113,10 @@ def write_cards(
 ) -> list[Path]:
     """``out_dir/NAME.md`` for the highest version of every bundle under ``models_dir`` (the
     version the service serves by default), and, with ``readme``, the table of bundles between
-    ``BUNDLE_TABLE_BEGIN`` and ``BUNDLE_TABLE_END`` in that file. Returns the cards written."""
+    ``BUNDLE_TABLE_BEGIN`` and ``BUNDLE_TABLE_END`` in that file. A card already written from
+    the same export, with a run's metrics or a fresh check that this machine cannot redo (its
+    run or fresh sample is not here), is kept with its table row (``_keep_old``). Returns the
+    cards written."""
     models_dir, out_dir = Path(models_dir), Path(out_dir)
     directories = _highest_versions(models_dir)
     if not directories:
