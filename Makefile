@@ -126,7 +126,8 @@ zgamma-samples: install-dev
 
 # Six generators x three seeds, each trained and evaluated (fidelity against the 50k held-out
 # events, speed, classification), then, once all 18 are done, each recipe once per injected
-# signal fraction; a run with summary.json is not trained again, one with its metrics.json not
+# signal fraction (evaluated with 20 bootstrap replicas: their point is the classification,
+# and the fidelity bootstrap is most of an evaluation's cost); a run with summary.json is not trained again, one with its metrics.json not
 # evaluated again, so repeat the command after any stop: nohup make vae-study > runs/vae-study.log 2>&1 &
 VAE_RECIPES := zgamma-vae zgamma-vae-d zgamma-vae-nf zgamma-vae-nf-d zgamma-copula-vae zgamma-cvae-d
 VAE_SEEDS ?= 1 2 3
@@ -150,7 +151,7 @@ vae-study: zgamma-samples
 	      OMP_NUM_THREADS=1 $(BIN)/nae train $$recipe --set data.inject=data/zgamma/signal-train \
 	        --set data.inject_fraction=$$fraction --run-dir $$run --resume || exit 1; }; \
 	    test -f $$run/evaluation/best/metrics.json || { echo "== evaluate $$run"; \
-	      OMP_NUM_THREADS=1 $(BIN)/nae evaluate $$run || exit 1; }; \
+	      OMP_NUM_THREADS=1 $(BIN)/nae evaluate $$run --bootstrap 20 || exit 1; }; \
 	  done; \
 	done
 	$(BIN)/python -m benchmarks.vae_study $(VAE_RUNS) --out benchmarks/results/vae_study.json
