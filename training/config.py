@@ -715,10 +715,10 @@ class TableDataConfig(_Frozen):
             fixed = set(self.discrete) | set(self.derived) | set(self.relative_phi)
             if self.uniform_phi not in self.features or self.uniform_phi in fixed:
                 raise ValueError(f"data.uniform_phi: {self.uniform_phi!r} is not a free angle")
+        paired = [name for pair in self.cartesian.items() for name in pair]
+        fixed = set(self.discrete) | set(self.derived) | {self.uniform_phi}
         for angle, magnitude in self.cartesian.items():
-            paired = [name for pair in self.cartesian.items() for name in pair]
             for name in (angle, magnitude):
-                fixed = set(self.discrete) | set(self.derived) | {self.uniform_phi}
                 if name not in self.features or name in fixed:
                     raise ValueError(f"data.cartesian: {name!r} is not a modelled feature")
                 if paired.count(name) > 1 or name in self.relative_phi.values():
