@@ -127,8 +127,9 @@ zgamma-samples: install-dev
 # Six generators x three seeds, each trained and evaluated (fidelity against the 50k held-out
 # events, speed, classification), then, once all 18 are done, each recipe once per injected
 # signal fraction (evaluated with 20 bootstrap replicas: their point is the classification,
-# and the fidelity bootstrap is most of an evaluation's cost); a run with summary.json is not trained again, one with its metrics.json not
-# evaluated again, so repeat the command after any stop: nohup make vae-study > runs/vae-study.log 2>&1 &
+# and the fidelity bootstrap is most of an evaluation's cost); a run with summary.json is not
+# trained again, one with its metrics.json not evaluated again, so repeat the command after any
+# stop: nohup make vae-study > runs/vae-study.log 2>&1 &
 VAE_RECIPES := zgamma-vae zgamma-vae-d zgamma-vae-nf zgamma-vae-nf-d zgamma-copula-vae zgamma-cvae-d
 VAE_SEEDS ?= 1 2 3
 VAE_INJECT ?= 0.001 0.01 0.05

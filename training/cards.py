@@ -50,8 +50,10 @@ _KINDS = {
     "event": "events",
     "event-features": "per-event feature rows",
 }
-_FROM_METRICS = "From `nae evaluate`"  # how the metrics section opens when it quotes a run's
-_FRESH_TABLE = "Check: the calibrated efficiency inside the fresh"  # the fresh check's opening
+# How the metrics section opens when it quotes a run, and the fresh check's rule: written by
+# _metrics and _fresh, looked for by _keep_old in a card already on disk.
+_FROM_METRICS = "From `nae evaluate`"
+_FRESH_TABLE = "Check: the calibrated efficiency inside the fresh"
 
 
 class Card(NamedTuple):
@@ -291,7 +293,7 @@ def _metrics(bundle: Bundle, report: Mapping[str, Any] | None, path: Path | None
     lines = ["## Metrics", ""]
     if report is not None:
         lines += [
-            f"From `nae evaluate` (`{path}`): {report['background']['n']:,} background events "
+            f"{_FROM_METRICS} (`{path}`): {report['background']['n']:,} background events "
             f"of `{report['background']['path']}`; {report.get('uncertainties', '')}.",
             "",
         ]
@@ -410,9 +412,8 @@ def _fresh(path: Path | None, rows: list[list[str]] | None) -> str:
     lines += [
         f"`{path}` (content sha256 `{hash_sample(path)}`; its shards share no seed with the "
         "samples above), scored through the service's runtime with each shipped file. "
-        "Check: the calibrated efficiency inside the fresh "
-        "count's Clopper-Pearson interval, 99% where 5 or more fresh events are expected to "
-        "pass, else 99.9% (`training.calibration.check_rate`).",
+        f"{_FRESH_TABLE} count's Clopper-Pearson interval, 99% where 5 or more fresh events "
+        "are expected to pass, else 99.9% (`training.calibration.check_rate`).",
         "",
         _table(
             [
