@@ -645,28 +645,54 @@ def _metrics_path(
         return None
     checkpoint = provenance.get("checkpoint", {}).get("name", "best")
     candidate = root / run / "evaluation" / Path(checkpoint).stem / "metrics.json"
-    return candidate if candidate.is_file() else None
+    if not candidate.is_file():
+        return None
+    try:
+        report = json.loads(candidate.read_text())
+    except ValueError:
+        return candidate  # _read_metrics says what is wrong with it
+    # A later training in the same run directory describes another network: not quoted.
+    if isinstance(report, dict) and _other_checkpoint(report, provenance):
+        return None
+    return candidate
 
 
 def _read_metrics(path: Path, provenance: Mapping[str, Any]) -> dict[str, Any]:
-    """The evaluate report at ``path``, refused unless it scored the exported checkpoint (same
-    stage and step): another checkpoint's metrics would describe another network."""
+    """The evaluate report at ``path``, refused unless it scored the exported checkpoint:
+    another checkpoint's metrics would describe another network."""
     try:
         report = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise NaeError(f"{path}: not readable JSON ({exc})") from None
     if not isinstance(report, dict) or not {"run", "background", "signals"} <= set(report):
         raise NaeError(f"{path}: not a metrics.json of nae evaluate (no run, background, signals)")
+    if mismatch := _other_checkpoint(report, provenance):
+        raise NaeError(
+            f"{path} {mismatch}: evaluate the exported checkpoint (nae evaluate RUN "
+            "--checkpoint ...) or give its metrics with --metrics"
+        )
+    return report
+
+
+def _other_checkpoint(report: Mapping[str, Any], provenance: Mapping[str, Any]) -> str | None:
+    """How ``report`` evaluated another checkpoint than the exported one (``None``: the
+    same). The selection value tells apart two trainings that stopped at the same stage and
+    step, such as a later run of the recipe in the same run directory."""
     checkpoint = provenance.get("checkpoint", {})
     exported = (checkpoint.get("stage"), checkpoint.get("step"))
     evaluated = (report.get("stage"), report.get("step"))
     if checkpoint and exported != evaluated:
-        raise NaeError(
-            f"{path} evaluates stage {evaluated[0]} step {evaluated[1]}, but the bundle holds "
-            f"stage {exported[0]} step {exported[1]}: evaluate the exported checkpoint "
-            "(nae evaluate RUN --checkpoint ...) or give its metrics with --metrics"
+        return (
+            f"evaluates stage {evaluated[0]} step {evaluated[1]}, but the bundle holds "
+            f"stage {exported[0]} step {exported[1]}"
         )
-    return report
+    exported_metric, evaluated_metric = checkpoint.get("metric"), report.get("selection_metric")
+    if exported_metric and evaluated_metric and exported_metric != evaluated_metric:
+        return (
+            f"evaluates a checkpoint selected on {evaluated_metric}, but the bundle's was "
+            f"selected on {exported_metric} (another training)"
+        )
+    return None
 
 
 def _evaluate_command(report: Mapping[str, Any]) -> str:

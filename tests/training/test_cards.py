@@ -120,6 +120,29 @@ def test_metrics_of_another_checkpoint_are_refused(exported_run: Path, tmp_path:
         bundle_card(exported_run, metrics=tmp_path / "metrics.json")
 
 
+def test_metrics_of_another_training_in_the_same_run_directory_are_refused(
+    exported_run: Path, tmp_path: Path
+) -> None:
+    report = json.loads((exported_run.parents[2] / "run/evaluation/best/metrics.json").read_text())
+    assert report["selection_metric"], "the fixture's checkpoint records no selection metric"
+    report["selection_metric"] = {
+        name: 2 * value for name, value in report["selection_metric"].items()
+    }
+    (tmp_path / "metrics.json").write_text(json.dumps(report))
+    with pytest.raises(NaeError, match=r"another training\)"):
+        bundle_card(exported_run, metrics=tmp_path / "metrics.json")
+    # Found in the run directory rather than given, it is not quoted: the card falls back to
+    # the export's own metrics.
+    found = exported_run.parents[2] / "run/evaluation/best/metrics.json"
+    original = found.read_text()
+    found.write_text(json.dumps(report))
+    try:
+        assert bundle_card(exported_run).metrics_path is None
+    finally:
+        found.write_text(original)
+    assert bundle_card(exported_run).metrics_path == found
+
+
 def test_cards_of_a_models_directory_and_its_table(
     exported_run: Path, tmp_path: Path, bundle_factory: Callable
 ) -> None:
