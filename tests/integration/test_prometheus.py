@@ -229,7 +229,7 @@ def test_prometheus_counts_what_was_sent(
 
     # rate() over [1m] divides the counted increase by 60 s; the scrape at 0 pins the start, and
     # past the last sample Prometheus extrapolates by less than 1.1 average scrape intervals
-    # (its extrapolation threshold), which doubles a window of two samples and a little more.
+    # (its extrapolation threshold): at most x2.1, reached by a window of two samples.
     for labels, rate in rates.items():
         count = triggered[dict(labels)["working_point"]]
         assert count / 60 <= rate <= 2.1 * count / 60, (dict(labels), rate, count)
