@@ -85,8 +85,7 @@ def bundle_card(
     _check_names(directory, bundle)
     extra = bundle.model_extra or {}
     provenance = extra.get("provenance", {})
-    metrics_path = _metrics_path(provenance, metrics, Path(root))
-    report = _read_metrics(metrics_path, provenance) if metrics_path is not None else None
+    metrics_path, report = _run_metrics(provenance, metrics, Path(root))
     fresh_path = _fresh_path(provenance, fresh, Path(root))
     fresh_rows = _fresh_checks(directory, bundle, fresh_path) if fresh_path else None
     sections = [
@@ -633,44 +632,43 @@ def _rebuild(
 # --- metrics.json and commands --------------------------------------------------------------
 
 
-def _metrics_path(
+def _run_metrics(
     provenance: Mapping[str, Any], metrics: str | Path | None, root: Path
-) -> Path | None:
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """The evaluate report the card quotes, and its path: ``metrics`` where given (refused
+    unless it scored the exported checkpoint), else the run's own
+    ``RUN/evaluation/CHECKPOINT/metrics.json`` where it exists and scored the exported
+    checkpoint; one that did not is from a later training in the same run directory, another
+    network, and is not quoted (``(None, None)``)."""
     if metrics is not None:
-        if not Path(metrics).is_file():
+        path = Path(metrics)
+        if not path.is_file():
             raise NaeError(f"--metrics {metrics}: no such file (nae evaluate writes metrics.json)")
-        return Path(metrics)
+        report = _read_metrics(path)
+        if mismatch := _other_checkpoint(report, provenance):
+            raise NaeError(
+                f"{path} {mismatch}: evaluate the exported checkpoint (nae evaluate RUN "
+                "--checkpoint ...) or give its metrics with --metrics"
+            )
+        return path, report
     run = provenance.get("run_dir")
     if run is None:
-        return None
+        return None, None
     checkpoint = provenance.get("checkpoint", {}).get("name", "best")
-    candidate = root / run / "evaluation" / Path(checkpoint).stem / "metrics.json"
-    if not candidate.is_file():
-        return None
-    try:
-        report = json.loads(candidate.read_text())
-    except ValueError:
-        return candidate  # _read_metrics says what is wrong with it
-    # A later training in the same run directory describes another network: not quoted.
-    if isinstance(report, dict) and _other_checkpoint(report, provenance):
-        return None
-    return candidate
+    path = root / run / "evaluation" / Path(checkpoint).stem / "metrics.json"
+    if not path.is_file():
+        return None, None
+    report = _read_metrics(path)
+    return (None, None) if _other_checkpoint(report, provenance) else (path, report)
 
 
-def _read_metrics(path: Path, provenance: Mapping[str, Any]) -> dict[str, Any]:
-    """The evaluate report at ``path``, refused unless it scored the exported checkpoint:
-    another checkpoint's metrics would describe another network."""
+def _read_metrics(path: Path) -> dict[str, Any]:
     try:
         report = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise NaeError(f"{path}: not readable JSON ({exc})") from None
     if not isinstance(report, dict) or not {"run", "background", "signals"} <= set(report):
         raise NaeError(f"{path}: not a metrics.json of nae evaluate (no run, background, signals)")
-    if mismatch := _other_checkpoint(report, provenance):
-        raise NaeError(
-            f"{path} {mismatch}: evaluate the exported checkpoint (nae evaluate RUN "
-            "--checkpoint ...) or give its metrics with --metrics"
-        )
     return report
 
 

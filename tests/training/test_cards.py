@@ -120,7 +120,7 @@ def test_metrics_of_another_checkpoint_are_refused(exported_run: Path, tmp_path:
         bundle_card(exported_run, metrics=tmp_path / "metrics.json")
 
 
-def test_metrics_of_another_training_in_the_same_run_directory_are_refused(
+def test_metrics_of_another_training_are_refused_when_given_and_skipped_when_found(
     exported_run: Path, tmp_path: Path
 ) -> None:
     report = json.loads((exported_run.parents[2] / "run/evaluation/best/metrics.json").read_text())
