@@ -470,7 +470,10 @@ class SamplerConfig(_Frozen):
     fresh point) is decoded and refined by an input chain. ``pcd``: persistent input-space
     chains from the buffer (or fresh points in ``box``), the CMS study's choice. ``cd``: input
     chains started at the positive batch. Input chains stay inside the model's domain (pixels
-    in [0, 1], event pT >= 0) intersected with ``box`` (standardised features: [-3, 3]).
+    in [0, 1], event pT >= 0) intersected with ``box`` (standardised features: [-3, 3]), or,
+    with ``input_total``, on the simplex of non-negative inputs with that sum: a unit-sum image
+    chain that may leave the simplex wanders to bright, diffuse images no jet makes
+    (docs/results.md, session 16).
     """
 
     mode: SamplingMode = Field("on_manifold", description="on_manifold | pcd | cd")
@@ -495,6 +498,13 @@ class SamplerConfig(_Frozen):
     )
     chunk_size: int = Field(
         256, ge=1, description="chains run this many samples at a time (measured here)"
+    )
+    input_total: float | None = Field(
+        None,
+        gt=0.0,
+        description="project every input-chain state onto the non-negative inputs summing to "
+        "this (1.0: unit-sum jet images, whose pixels lie on a simplex) instead of clamping "
+        "only; unset: clamp to the domain (arXiv:2206.14225)",
     )
 
 

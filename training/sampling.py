@@ -7,7 +7,8 @@ A Langevin step moves a state x (N, ...) downhill in energy with noise:
 
 with ``clip`` limiting each sample's gradient L2 norm, ``sigma_t = noise_std / (1 + t)`` under
 annealing, and ``clamp`` keeping y in the input's domain (or projecting a spherical latent back
-onto the sphere). With ``metropolis`` the step is accepted with the Metropolis-Hastings
+onto the sphere, or a unit-sum image onto the simplex: the Euclidean projection of projected
+Langevin). With ``metropolis`` the step is accepted with the Metropolis-Hastings
 probability of exactly this Gaussian proposal (MALA), so the chain targets exp(-E/T) for any
 step size and noise (exactly away from the bounds; clamping and projection make it approximate
 there). Published NAE settings use noise far below sqrt(2 step_size), which is a noisy descent
@@ -40,6 +41,7 @@ __all__ = [
     "ReplayBuffer",
     "frozen",
     "langevin_chain",
+    "project_to_simplex",
 ]
 
 Energy = Callable[[Tensor], Tensor]  # (N, ...) -> (N,)
@@ -81,18 +83,21 @@ def langevin_chain(
     low: Tensor | None = None,
     high: Tensor | None = None,
     sphere: bool = False,
+    total: float | None = None,
     chunk_size: int = 256,
 ) -> ChainResult:
     """Run ``config.steps`` Langevin steps from ``x0`` (N, ...) on ``energy``.
 
     ``low``/``high`` (broadcastable to one sample) clamp every state; ``sphere`` projects each
-    state onto the unit sphere instead (spherical latents). ``energy`` should come from a
-    ``frozen`` model. Samples are independent, so they run ``chunk_size`` at a time.
+    state onto the unit sphere instead (spherical latents); ``total`` projects it onto the
+    non-negative states summing to ``total`` (unit-sum images), then clamps it to ``high``.
+    ``energy`` should come from a ``frozen`` model. Samples are independent, so they run
+    ``chunk_size`` at a time.
     """
     if config.metropolis and config.noise_std <= 0:
         raise NaeError("Metropolis-Hastings needs noise: set noise_std > 0 or metropolis = false")
     results = [
-        _chain(energy, chunk, config, generator, low, high, sphere)
+        _chain(energy, chunk, config, generator, _Domain(low, high, sphere, total))
         for chunk in x0.detach().split(chunk_size)
     ]
     accepted = sum(r[2] for r in results)
@@ -109,18 +114,16 @@ def _chain(
     x: Tensor,
     config: LangevinConfig,
     generator: torch.Generator,
-    low: Tensor | None,
-    high: Tensor | None,
-    sphere: bool,
+    domain: _Domain,
 ) -> tuple[Tensor, Tensor, int]:
     drift = config.step_size / config.temperature
-    x = _constrain(x.clone(), low, high, sphere)
+    x = domain.constrain(x.clone())
     e_x, g_x = _energy_and_gradient(energy, x, config.grad_clip)
     accepted = 0
     for t in range(config.steps):
         sigma = config.noise_std / (1 + t) if config.noise_anneal else config.noise_std
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        y = _constrain(x - drift * g_x + sigma * noise, low, high, sphere)
+        y = domain.constrain(x - drift * g_x + sigma * noise)
         e_y, g_y = _energy_and_gradient(energy, y, config.grad_clip)
         if not config.metropolis:
             x, e_x, g_x = y, e_y, g_y
@@ -153,14 +156,38 @@ def _energy_and_gradient(energy: Energy, x: Tensor, grad_clip: float) -> tuple[T
     return e.detach(), g
 
 
-def _constrain(x: Tensor, low: Tensor | None, high: Tensor | None, sphere: bool) -> Tensor:
-    if sphere:
-        return project_to_sphere(x)
-    if low is not None:
-        x = torch.maximum(x, low)
-    if high is not None:
-        x = torch.minimum(x, high)
-    return x
+class _Domain(NamedTuple):
+    """Where a chain's states may lie: a box (``low``/``high``), the unit sphere, or the
+    simplex of non-negative states summing to ``total`` (within ``high``)."""
+
+    low: Tensor | None = None
+    high: Tensor | None = None
+    sphere: bool = False
+    total: float | None = None
+
+    def constrain(self, x: Tensor) -> Tensor:
+        if self.sphere:
+            return project_to_sphere(x)
+        if self.total is not None:
+            x = project_to_simplex(x, self.total)
+        elif self.low is not None:
+            x = torch.maximum(x, self.low)
+        if self.high is not None:
+            x = torch.minimum(x, self.high)
+        return x
+
+
+def project_to_simplex(x: Tensor, total: float) -> Tensor:
+    """The closest point (Euclidean) to each sample of ``x`` (N, ...) among the non-negative
+    ones whose entries sum to ``total``: ``max(x - theta, 0)`` with the per-sample threshold
+    theta of the sort-based algorithm (Held, Wolfe, Crowder 1974; Duchi et al. 2008)."""
+    flat = x.flatten(1)
+    ranked = flat.sort(dim=1, descending=True).values
+    excess = ranked.cumsum(dim=1) - total
+    rank = torch.arange(1, flat.shape[1] + 1, dtype=flat.dtype)
+    n_positive = (ranked - excess / rank > 0).sum(dim=1, keepdim=True)  # >= 1: a prefix
+    theta = excess.gather(1, n_positive - 1) / n_positive
+    return (flat - theta).clamp_min(0).view_as(x)
 
 
 class ReplayBuffer:
@@ -231,6 +258,11 @@ class NegativeSampler:
             (model.latent_dim,) if config.mode == "on_manifold" else tuple(model.domain_low.shape)
         )
         self.buffer = ReplayBuffer(config.buffer_size, shape)
+        if config.input_total is not None and not bool((self.low == 0).all()):
+            raise NaeError(
+                "sampler.input_total projects input chains onto non-negative inputs with a fixed "
+                "sum (unit-sum images); this model's inputs have other lower bounds: unset it"
+            )
         finite = bool(torch.isfinite(self.low).all() and torch.isfinite(self.high).all())
         if config.mode == "pcd" and config.initial == "uniform" and not finite:
             raise NaeError(
@@ -290,6 +322,7 @@ class NegativeSampler:
                 generator=generator,
                 low=self.low,
                 high=self.high,
+                total=config.input_total,
                 chunk_size=config.chunk_size,
             )
             if config.mode == "pcd" and push:
@@ -309,4 +342,4 @@ class NegativeSampler:
         shape = (n, *self.low.shape)
         if self.config.initial == "uniform":
             return self.low + (self.high - self.low) * torch.rand(shape, generator=generator)
-        return _constrain(torch.randn(shape, generator=generator), self.low, self.high, False)
+        return _Domain(self.low, self.high).constrain(torch.randn(shape, generator=generator))

@@ -14,7 +14,13 @@ from training.errors import NaeError
 from training.losses import nae_loss
 from training.models.autoencoder import Autoencoder
 from training.models.dense import DenseDecoder, DenseEncoder
-from training.sampling import NegativeSampler, ReplayBuffer, frozen, langevin_chain
+from training.sampling import (
+    NegativeSampler,
+    ReplayBuffer,
+    frozen,
+    langevin_chain,
+    project_to_simplex,
+)
 
 torch.set_num_threads(1)  # as training runs (TrainConfig.threads)
 
@@ -77,6 +83,36 @@ def test_bounds_sphere_and_gradient_clipping():
     start = torch.full((3, 2), 5.0)
     moved = langevin_chain(_quadratic, start, clipped, generator=_generator()).samples - start
     assert torch.allclose(moved.norm(dim=1), torch.full((3,), 0.01))
+
+
+def test_the_simplex_projection_is_the_closest_point_with_the_sum():
+    """Checked against the definition: non-negative, summing to the total, unchanged on the
+    simplex, and no farther from x than any of 2,000 other points of the simplex."""
+    assert torch.allclose(
+        project_to_simplex(torch.tensor([[0.5, 0.5, 0.5], [-1.0, 0.2, 0.3]]), 1.0),
+        torch.tensor([[1 / 3, 1 / 3, 1 / 3], [0.0, 0.45, 0.55]]),
+    )
+    x = torch.randn(20, 4, 4, generator=_generator(), dtype=torch.float64)
+    projected = project_to_simplex(x, 2.0)
+    assert projected.shape == x.shape and (projected >= 0).all()
+    assert torch.allclose(projected.sum(dim=(1, 2)), torch.full((20,), 2.0, dtype=torch.float64))
+    assert torch.allclose(project_to_simplex(projected, 2.0), projected)
+    weights = torch.rand(2000, 16, generator=_generator(1), dtype=torch.float64).pow(6)
+    others = 2.0 * weights / weights.sum(dim=1, keepdim=True)  # many near the faces
+    nearest = (x.flatten(1)[:, None] - others[None]).norm(dim=2).min(dim=1).values
+    assert ((x - projected).flatten(1).norm(dim=1) <= nearest + 1e-12).all()
+
+
+def test_chains_on_the_simplex_keep_a_unit_sum_and_refuse_other_domains():
+    config = LangevinConfig(steps=5, step_size=10.0, noise_std=0.5)
+    x0 = torch.rand(30, 9, generator=_generator())
+    chain = langevin_chain(
+        _quadratic, x0, config, generator=_generator(1), high=torch.ones(9), total=1.0
+    )
+    assert (chain.samples >= 0).all()
+    assert torch.allclose(chain.samples.sum(dim=1), torch.ones(30))
+    with pytest.raises(NaeError, match="input_total"):
+        NegativeSampler(SamplerConfig(mode="cd", input_total=1.0), _toy_autoencoder())
 
 
 def test_chains_are_reproducible_from_the_generator_and_chunked():
