@@ -473,7 +473,7 @@ class SamplerConfig(_Frozen):
     in [0, 1], event pT >= 0) intersected with ``box`` (standardised features: [-3, 3]), or,
     with ``input_total``, on the simplex of non-negative inputs with that sum: a unit-sum image
     chain that may leave the simplex wanders to bright, diffuse images no jet makes
-    (docs/results.md, session 16).
+    (docs/results.md, sessions 16-17).
     """
 
     mode: SamplingMode = Field("on_manifold", description="on_manifold | pcd | cd")
