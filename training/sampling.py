@@ -89,8 +89,9 @@ def langevin_chain(
     """Run ``config.steps`` Langevin steps from ``x0`` (N, ...) on ``energy``.
 
     ``low``/``high`` (broadcastable to one sample) clamp every state; ``sphere`` projects each
-    state onto the unit sphere instead (spherical latents); ``total`` projects it onto the
-    non-negative states summing to ``total`` (unit-sum images), then clamps it to ``high``.
+    state onto the unit sphere instead (spherical latents); ``total`` onto the non-negative
+    states summing to ``total`` (unit-sum images; no entry can then exceed ``total``, so
+    ``high`` must not be below it).
     ``energy`` should come from a ``frozen`` model. Samples are independent, so they run
     ``chunk_size`` at a time.
     """
@@ -158,7 +159,7 @@ def _energy_and_gradient(energy: Energy, x: Tensor, grad_clip: float) -> tuple[T
 
 class _Domain(NamedTuple):
     """Where a chain's states may lie: a box (``low``/``high``), the unit sphere, or the
-    simplex of non-negative states summing to ``total`` (within ``high``)."""
+    simplex of non-negative states summing to ``total``."""
 
     low: Tensor | None = None
     high: Tensor | None = None
@@ -169,8 +170,8 @@ class _Domain(NamedTuple):
         if self.sphere:
             return project_to_sphere(x)
         if self.total is not None:
-            x = project_to_simplex(x, self.total)
-        elif self.low is not None:
+            return project_to_simplex(x, self.total)
+        if self.low is not None:
             x = torch.maximum(x, self.low)
         if self.high is not None:
             x = torch.minimum(x, self.high)
@@ -258,10 +259,12 @@ class NegativeSampler:
             (model.latent_dim,) if config.mode == "on_manifold" else tuple(model.domain_low.shape)
         )
         self.buffer = ReplayBuffer(config.buffer_size, shape)
-        if config.input_total is not None and not bool((self.low == 0).all()):
+        total = config.input_total
+        if total is not None and not bool((self.low == 0).all() and (self.high >= total).all()):
             raise NaeError(
-                "sampler.input_total projects input chains onto non-negative inputs with a fixed "
-                "sum (unit-sum images); this model's inputs have other lower bounds: unset it"
+                f"sampler.input_total = {total} projects input chains onto non-negative inputs "
+                "with that sum (unit-sum images: 1.0); this model's inputs have other bounds "
+                "(lower bounds must be 0, upper bounds at least the total): unset it"
             )
         finite = bool(torch.isfinite(self.low).all() and torch.isfinite(self.high).all())
         if config.mode == "pcd" and config.initial == "uniform" and not finite:

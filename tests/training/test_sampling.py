@@ -113,6 +113,10 @@ def test_chains_on_the_simplex_keep_a_unit_sum_and_refuse_other_domains():
     assert torch.allclose(chain.samples.sum(dim=1), torch.ones(30))
     with pytest.raises(NaeError, match="input_total"):
         NegativeSampler(SamplerConfig(mode="cd", input_total=1.0), _toy_autoencoder())
+    images = _toy_autoencoder(domain=(torch.zeros(2), torch.ones(2)))  # as pixels in [0, 1]
+    NegativeSampler(SamplerConfig(mode="cd", input_total=1.0), images)
+    with pytest.raises(NaeError, match="upper bounds"):
+        NegativeSampler(SamplerConfig(mode="cd", input_total=2.0), images)
 
 
 def test_chains_are_reproducible_from_the_generator_and_chunked():
@@ -150,9 +154,14 @@ def test_replay_buffer_keeps_the_newest_and_replays_at_its_ratio():
     assert torch.equal(copy.storage, buffer.storage) and copy.position == buffer.position
 
 
-def _toy_autoencoder(latent_dim: int = 1, *, spherical: bool = False) -> Autoencoder:
+def _toy_autoencoder(
+    latent_dim: int = 1,
+    *,
+    spherical: bool = False,
+    domain: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Autoencoder:
     torch.manual_seed(0)
-    domain = (torch.full((2,), -math.inf), torch.full((2,), math.inf))
+    domain = domain or (torch.full((2,), -math.inf), torch.full((2,), math.inf))
     return Autoencoder(
         nn.Identity(),
         DenseEncoder((2,), (32, 32), latent_dim, activation="leaky_relu", spectral_norm=False),
