@@ -353,6 +353,7 @@ Architecture = Literal["dense", "conv", "conv20"]
 Preprocessing = Literal["none", "standardise", "quantile", "event_scaling"]
 Activation = Literal["prelu", "relu", "leaky_relu", "silu"]
 SamplingMode = Literal["on_manifold", "pcd", "cd"]
+NaeSelection = Literal["emd", "energy_balance"]
 InitialDistribution = Literal["gaussian", "uniform"]
 NaeLoss = Literal["nae", "logcosh"]
 VaeScore = Literal["reconstruction", "kl", "mu2"]
@@ -566,6 +567,13 @@ class TrainConfig(_Frozen):
         "errors of the lowest (0: the lowest itself); measured here: the EMD is flat within its "
         "noise while the NAE still improves (docs/results.md)",
     )
+    selection: NaeSelection = Field(
+        "emd",
+        description="NAE checkpoint selection without signal labels: emd (the CMS study's "
+        "stopping rule, with emd_tolerance) | energy_balance (the first checkpoint whose mean "
+        "E- has reached its mean E+, the NAE's fixed point; else the last; on_manifold chains "
+        "from a trained AE only: docs/results.md)",
+    )
     divergence_factor: float = Field(
         100.0, gt=1.0, description="stop when E+ or E- exceed this x their value at NAE start"
     )
@@ -613,6 +621,15 @@ class RunConfig(_Frozen):
             raise ValueError("model.pt_power reweights images; leave it at 1 for " + kind)
         if model.family == "nae" and self.train.nae_iterations == 0:
             raise ValueError("model.family='nae' needs train.nae_iterations > 0")
+        if self.train.selection == "energy_balance" and (
+            self.sampler.mode != "on_manifold"
+            or (self.train.ae_epochs == 0 and self.train.init_from is None)
+        ):
+            raise ValueError(
+                "train.selection='energy_balance' needs on_manifold chains from a trained AE "
+                "(PCD and CD negatives start far above the data, so E- >= E+ holds at once); "
+                "use train.selection='emd'"
+            )
         if self.train.init_from is not None:
             if model.family != "nae":
                 raise ValueError("train.init_from starts an NAE stage; it needs model.family='nae'")

@@ -88,8 +88,8 @@ _PREPROCESS_BATCH = 8192
 
 class RunSummary(NamedTuple):
     """Where a run ended: its directory, the selected checkpoint, the rule that selected it
-    (``validation_loss``, ``emd`` or ``fit``), that rule's value, the selected step (epoch or
-    iteration), and the CPU seconds this call spent."""
+    (``validation_loss``, ``emd``, ``energy_balance`` or ``fit``), that rule's value, the
+    selected step (epoch or iteration), and the CPU seconds this call spent."""
 
     run_dir: Path
     family: str
@@ -204,6 +204,8 @@ def train(
         "nae_min_iteration": -1,
         "nae_emd": math.inf,  # the selected checkpoint's EMD and iteration
         "nae_iteration": -1,
+        "nae_balance": math.inf,  # energy_balance: E- / E+ at the selected checkpoint
+        "nae_balanced": False,  # energy_balance: E- has reached E+ (the selection is final)
     }
     reference: dict[str, float] = {}
     sampler = None
@@ -318,11 +320,12 @@ def train(
             model, u_monitor, generator=generators["monitor"], n=n_monitor, push=False
         )
         emd, emd_error = emd_with_error(u_monitor.numpy(), fresh.samples.numpy())
+        means = interval.means()
         log.write(
             {
                 "stage": "nae",
                 "step": iteration,
-                **interval.means(),
+                **means,
                 "emd": emd,
                 "emd_error": emd_error,
                 "weight_norm": weight_norm(model).item(),
@@ -334,11 +337,15 @@ def train(
             model,
             "nae",
             iteration,
-            {"emd": emd, "emd_error": emd_error},
+            {"emd": emd, "emd_error": emd_error, "e_pos": means["e_pos"], "e_neg": means["e_neg"]},
             samples={"positive": u_monitor, "negative": fresh.samples},
         )
         save_checkpoint(checkpoint_path(run_dir, f"iteration-{iteration:06d}"), checkpoint)
-        if _select_by_emd(best, emd, emd_error, iteration, train_config.emd_tolerance):
+        if train_config.selection == "energy_balance":
+            selected = _select_by_energy_balance(best, means["e_pos"], means["e_neg"], iteration)
+        else:
+            selected = _select_by_emd(best, emd, emd_error, iteration, train_config.emd_tolerance)
+        if selected:
             save_checkpoint(checkpoint_path(run_dir, BEST), checkpoint)
         save_checkpoint(
             checkpoint_path(run_dir, LAST),
@@ -358,7 +365,10 @@ def train(
         )
         report(1)
     _mark_complete(run_dir)
-    return _summary(run_dir, family, "emd", best["nae_emd"], best["nae_iteration"], start_cpu)
+    value = best["nae_balance" if train_config.selection == "energy_balance" else "nae_emd"]
+    return _summary(
+        run_dir, family, train_config.selection, value, best["nae_iteration"], start_cpu
+    )
 
 
 # --- helpers, in the order the stages use them ---------------------------------------------
@@ -382,6 +392,26 @@ def _select_by_emd(
     if emd - best["nae"] > tolerance * math.hypot(error, best["nae_error"]):
         return False
     best["nae_emd"], best["nae_iteration"] = emd, iteration
+    return True
+
+
+def _select_by_energy_balance(
+    best: dict[str, Any], e_pos: float | None, e_neg: float | None, iteration: int
+) -> bool:
+    """Update the NAE selection in ``best`` with a new checkpoint; True when it is selected.
+
+    The rule: the first checkpoint whose interval mean E- has reached its E+ (the model's own
+    samples are as likely as the data: the NAE's fixed point), else the latest. On-manifold
+    chains from a trained AE start in the decoder's well-reconstructed images, far below E+;
+    the NAE phase raises them, and past the crossing the negatives are pushed above the data
+    and the score degrades (measured on the image NAEs, docs/results.md). Applied checkpoint
+    by checkpoint it equals the rule applied to the whole run at the end.
+    """
+    if best.get("nae_balanced", False) or e_pos is None or e_neg is None:
+        return False
+    best["nae_balance"] = e_neg / e_pos if e_pos > 0 else math.inf
+    best["nae_iteration"] = iteration
+    best["nae_balanced"] = e_neg >= e_pos
     return True
 
 

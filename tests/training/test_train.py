@@ -27,6 +27,7 @@ from training.train import (
     METRICS_FILE,
     _nae_objective,
     _select_by_emd,
+    _select_by_energy_balance,
     nae_learning_rate,
     train,
     training_steps,
@@ -188,6 +189,36 @@ def test_emd_selection_takes_the_latest_checkpoint_within_the_noise_of_the_lowes
     collapse = [5.0, 4.0, 3.0, 3.05, 2.98, 4.5, 6.0, 8.0]
     assert _selected(collapse, 0.05, tolerance=2.0) == 4
     assert _selected([3.0, 3.1, 3.12, 2.9, 4.0], 0.05, tolerance=2.0) == 3  # a new minimum wins
+
+
+def _balanced(energies: list[tuple[float | None, float | None]]) -> int:
+    """The index the energy-balance rule ends on for a sequence of (E+, E-) interval means."""
+    best = {"nae_iteration": -1}
+    for index, (e_pos, e_neg) in enumerate(energies):
+        _select_by_energy_balance(best, e_pos, e_neg, index)
+    return best["nae_iteration"]
+
+
+def test_energy_balance_selection_takes_the_first_checkpoint_where_e_neg_reaches_e_pos():
+    rising = [(5.0, 0.5), (5.2, 1.4), (5.1, 5.1), (6.0, 9.0), (7.0, 3.0), (7.0, 80.0)]
+    assert _balanced(rising) == 2  # equal counts as reached; later crossings do not move it
+    assert _balanced([(5.0, 0.5), (5.0, 1.0), (6.0, 2.0)]) == 2  # never reached: the last
+    assert _balanced([(5.0, 0.5), (None, None), (5.0, 6.0), (5.0, 1.0)]) == 2  # no energies
+
+
+def test_energy_balance_selects_by_the_logged_energies_and_is_refused_for_pcd(toy_events, tmp_path):
+    config = _config(toy_events, selection="energy_balance")
+    summary = train(config, tmp_path / "run")
+    rows = [row for row in _metrics(tmp_path / "run") if row["stage"] == "nae"]
+    reached = [row["step"] for row in rows if row["e_neg"] >= row["e_pos"]]
+    assert summary.selection == "energy_balance"
+    assert summary.selected_step == (reached[0] if reached else rows[-1]["step"])
+    selected = load_checkpoint(summary.selected)
+    assert selected["step"] == summary.selected_step
+    assert summary.selection_value == selected["metric"]["e_neg"] / selected["metric"]["e_pos"]
+    for change in ("sampler.mode=pcd", "train.ae_epochs=0"):
+        with pytest.raises(NaeError, match="energy_balance"):
+            with_overrides(config, [change])
 
 
 def test_a_seed_gives_the_same_run_and_another_seed_another(toy_events, tmp_path):
