@@ -402,9 +402,10 @@ def _select_by_energy_balance(
 
     The rule: the first checkpoint whose interval mean E- has reached its E+ (the model's own
     samples are as likely as the data: the NAE's fixed point), else the latest. On-manifold
-    chains from a trained AE start in the decoder's well-reconstructed images, far below E+;
-    the NAE phase raises them, and past the crossing the negatives are pushed above the data
-    and the score degrades (measured on the image NAEs, docs/results.md). Applied checkpoint
+    chains from a trained AE start in the decoder's well-reconstructed images, far below E+,
+    and the NAE phase raises them; past the crossing the negatives sit above the data, where
+    the inverse-task image NAEs peaked and then fell (docs/results.md). The EMD cannot see
+    this: it rises as the chains move, whether the model improves or not. Applied checkpoint
     by checkpoint it equals the rule applied to the whole run at the end.
     """
     if best.get("nae_balanced", False) or e_pos is None or e_neg is None:
