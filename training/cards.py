@@ -188,6 +188,8 @@ def _header(bundle: Bundle, directory: Path) -> str:
     keys = ["architecture", "hidden", "latent_dim", "preprocessing"]
     if bundle.kind == "jet-image":
         keys += ["pt_power", "image_smoothing"]
+    if bundle.kind == "event":
+        keys += ["event_frame"]
     described = ", ".join(f"{key} {hyper[key]}" for key in keys if key in hyper)
     lines = [
         f"# {bundle.name}, version {bundle.version}",

@@ -351,6 +351,7 @@ InputKind = Literal["images", "features", "events"]
 ModelFamily = Literal["ae", "nae", "vae", "pca"]
 Architecture = Literal["dense", "conv", "conv20"]
 Preprocessing = Literal["none", "standardise", "quantile", "event_scaling"]
+EventFrame = Literal["lab", "leading_lepton"]
 Activation = Literal["prelu", "relu", "leaky_relu", "silu"]
 SamplingMode = Literal["on_manifold", "pcd", "cd"]
 NaeSelection = Literal["emd", "energy_balance"]
@@ -429,6 +430,11 @@ class ModelConfig(_Frozen):
         description="features: standardise | quantile (to a normal, the CMS study); events: "
         "event_scaling; images: none",
     )
+    event_frame: EventFrame = Field(
+        "lab",
+        description="events: lab (phi, eta as stored) | leading_lepton (phi relative to the "
+        "leading lepton, eta flipped to its hemisphere: the azimuthal and z -> -z symmetries)",
+    )
     n_quantiles: int = Field(
         1000, ge=2, description="quantile preprocessing: stored quantiles (sklearn's default)"
     )
@@ -499,6 +505,12 @@ class SamplerConfig(_Frozen):
     )
     chunk_size: int = Field(
         256, ge=1, description="chains run this many samples at a time (measured here)"
+    )
+    snap_empty_slots: bool = Field(
+        False,
+        description="events: an input-chain slot whose scaled pT falls below the smallest of "
+        "its row in the training data becomes empty, as every reconstructed object passes a "
+        "pT threshold (docs/results.md, session 19)",
     )
     input_total: float | None = Field(
         None,
@@ -619,6 +631,8 @@ class RunConfig(_Frozen):
             raise ValueError("model.family='pca' takes model.architecture='dense'")
         if model.pt_power != 1.0 and kind != "images":
             raise ValueError("model.pt_power reweights images; leave it at 1 for " + kind)
+        if self.sampler.snap_empty_slots and kind != "events":
+            raise ValueError("sampler.snap_empty_slots applies to data.input='events' only")
         if model.family == "nae" and self.train.nae_iterations == 0:
             raise ValueError("model.family='nae' needs train.nae_iterations > 0")
         if self.train.selection == "energy_balance" and (

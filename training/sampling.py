@@ -84,6 +84,7 @@ def langevin_chain(
     high: Tensor | None = None,
     sphere: bool = False,
     total: float | None = None,
+    slot_floor: Tensor | None = None,
     chunk_size: int = 256,
 ) -> ChainResult:
     """Run ``config.steps`` Langevin steps from ``x0`` (N, ...) on ``energy``.
@@ -91,14 +92,15 @@ def langevin_chain(
     ``low``/``high`` (broadcastable to one sample) clamp every state; ``sphere`` projects each
     state onto the unit sphere instead (spherical latents); ``total`` onto the non-negative
     states summing to ``total`` (unit-sum images; no entry can then exceed ``total``, so
-    ``high`` must not be below it).
+    ``high`` must not be below it). ``slot_floor`` (19,) empties every event slot whose scaled
+    pT falls below its row's floor (``slot_floors``).
     ``energy`` should come from a ``frozen`` model. Samples are independent, so they run
     ``chunk_size`` at a time.
     """
     if config.metropolis and config.noise_std <= 0:
         raise NaeError("Metropolis-Hastings needs noise: set noise_std > 0 or metropolis = false")
     results = [
-        _chain(energy, chunk, config, generator, _Domain(low, high, sphere, total))
+        _chain(energy, chunk, config, generator, _Domain(low, high, sphere, total, slot_floor))
         for chunk in x0.detach().split(chunk_size)
     ]
     accepted = sum(r[2] for r in results)
@@ -159,12 +161,14 @@ def _energy_and_gradient(energy: Energy, x: Tensor, grad_clip: float) -> tuple[T
 
 class _Domain(NamedTuple):
     """Where a chain's states may lie: a box (``low``/``high``), the unit sphere, or the
-    simplex of non-negative states summing to ``total``."""
+    simplex of non-negative states summing to ``total``; in the box, scaled events can also be
+    held to slots that are either empty or filled above their row's ``slot_floor``."""
 
     low: Tensor | None = None
     high: Tensor | None = None
     sphere: bool = False
     total: float | None = None
+    slot_floor: Tensor | None = None
 
     def constrain(self, x: Tensor) -> Tensor:
         if self.sphere:
@@ -175,7 +179,23 @@ class _Domain(NamedTuple):
             x = torch.maximum(x, self.low)
         if self.high is not None:
             x = torch.minimum(x, self.high)
+        if self.slot_floor is not None:
+            x = x * (x[..., :1] >= self.slot_floor.unsqueeze(-1)).to(x.dtype)
         return x
+
+
+def slot_floors(u: Tensor) -> Tensor:
+    """Per row of scaled events ``u`` (N, 19, 3), the smallest pT of a filled slot (19,); inf
+    for a row never filled.
+
+    Every reconstructed object passes a pT threshold, so the data's slots are empty (exactly 0)
+    or filled above a floor. A chain's noise gives every empty slot a soft object with random
+    angles that no event has; the NAE then learns to give those high energy, which needs nothing
+    from the data's own density (the PCD negatives of session 8 sat at EMD ~10 from the data).
+    Snapping such slots back to empty keeps negatives on the data's object structure.
+    """
+    pt = u[..., 0]
+    return torch.where(pt > 0, pt, torch.full_like(pt, math.inf)).amin(dim=0)
 
 
 def project_to_simplex(x: Tensor, total: float) -> Tensor:
@@ -251,8 +271,11 @@ class NegativeSampler:
     """Draws negatives from an ``Autoencoder`` as ``SamplerConfig.mode`` says, keeping the
     replay buffer (latent points for on-manifold, input points for PCD) between calls."""
 
-    def __init__(self, config: SamplerConfig, model: Autoencoder) -> None:
+    def __init__(
+        self, config: SamplerConfig, model: Autoencoder, *, slot_floor: Tensor | None = None
+    ) -> None:
         self.config = config
+        self.slot_floor = slot_floor
         self.low = torch.clamp(model.domain_low, min=config.box[0])
         self.high = torch.clamp(model.domain_high, max=config.box[1])
         shape = (
@@ -326,6 +349,7 @@ class NegativeSampler:
                 low=self.low,
                 high=self.high,
                 total=config.input_total,
+                slot_floor=self.slot_floor,
                 chunk_size=config.chunk_size,
             )
             if config.mode == "pcd" and push:

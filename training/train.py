@@ -66,7 +66,7 @@ from training.models.autoencoder import Autoencoder
 from training.models.families import Model, build_model, fit_preprocessing
 from training.models.pca import PCA
 from training.models.vae import VariationalAutoencoder
-from training.sampling import NegativeSampler, NegativeSamples
+from training.sampling import NegativeSampler, NegativeSamples, slot_floors
 
 __all__ = [
     "METRICS_FILE",
@@ -295,7 +295,8 @@ def train(
             model.load_state_dict(load_checkpoint(checkpoint_path(run_dir, AE_BEST))["model"])
         reference = {"e_pos": _validation_loss(config, model, u_val)}  # E+ at NAE start
     optimizer = build_optimizer(config, model, train_config.nae_lr)
-    sampler = NegativeSampler(config.sampler, model)
+    floor = slot_floors(u_train) if config.sampler.snap_empty_slots else None
+    sampler = NegativeSampler(config.sampler, model, slot_floor=floor)
     if state is not None and state["stage"] == "nae":
         optimizer.load_state_dict(state["optimizer"])
         sampler.buffer.load_state_dict(state["buffer"])

@@ -20,6 +20,7 @@ from training.sampling import (
     frozen,
     langevin_chain,
     project_to_simplex,
+    slot_floors,
 )
 
 torch.set_num_threads(1)  # as training runs (TrainConfig.threads)
@@ -117,6 +118,28 @@ def test_chains_on_the_simplex_keep_a_unit_sum_and_refuse_other_domains():
     NegativeSampler(SamplerConfig(mode="cd", input_total=1.0), images)
     with pytest.raises(NaeError, match="upper bounds"):
         NegativeSampler(SamplerConfig(mode="cd", input_total=2.0), images)
+
+
+PT_ONLY_LOW = torch.tensor([0.0, -math.inf, -math.inf])  # events: pT >= 0, angles free
+
+
+def test_event_chains_keep_slots_empty_or_above_their_rows_floor():
+    u = torch.zeros(4, 3, 3)  # scaled events: 3 rows of (pT, eta, phi)
+    u[:, 0, 0] = torch.tensor([0.5, 0.2, 0.9, 0.3])  # always filled
+    u[:2, 1] = torch.tensor([[0.8, 0.1, -0.2], [1.1, -0.3, 0.4]])  # filled twice
+    floor = slot_floors(u)
+    assert floor.tolist() == pytest.approx([0.2, 0.8, math.inf])
+    config = LangevinConfig(steps=5, step_size=0.01, noise_std=0.5)
+    chain = langevin_chain(
+        _quadratic, u, config, generator=_generator(), low=PT_ONLY_LOW, slot_floor=floor
+    )
+    pt = chain.samples[..., 0]
+    assert ((pt == 0) | (pt >= floor)).all() and (pt > 0).any()
+    emptied = chain.samples[..., :1] == 0
+    assert (chain.samples * emptied == 0).all()  # an empty slot has no angles
+    assert (chain.samples[:, 2] == 0).all()  # a row the data never fills stays empty
+    free = langevin_chain(_quadratic, u, config, generator=_generator(), low=PT_ONLY_LOW)
+    assert ((free.samples[..., 0] > 0) & (free.samples[..., 0] < floor)).any()
 
 
 def test_chains_are_reproducible_from_the_generator_and_chunked():

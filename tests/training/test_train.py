@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.checkpoint import checkpoint_path, load_checkpoint
+from training.checkpoint import checkpoint_path, load_checkpoint, load_model
 from training.config import (
     DataConfig,
     LangevinConfig,
@@ -20,9 +20,11 @@ from training.config import (
     TrainConfig,
     with_overrides,
 )
+from training.data.loaders import load_split
 from training.data.shards import Shard, write_shard
 from training.errors import NaeError
 from training.losses import nae_loss
+from training.sampling import slot_floors
 from training.train import (
     METRICS_FILE,
     _nae_objective,
@@ -264,6 +266,23 @@ def test_a_diverging_nae_stops_naming_the_setting(toy_events, tmp_path, hold, me
     )
     with pytest.raises(NaeError, match=message):
         train(config, tmp_path / "diverging")
+
+
+def test_pcd_negatives_of_events_keep_the_datas_slot_structure(toy_events, tmp_path):
+    config = with_overrides(
+        _config(toy_events),
+        ["sampler.mode=pcd", "sampler.snap_empty_slots=true", "model.event_frame=leading_lepton"],
+    )
+    summary = train(config, tmp_path / "snap")
+    model = load_model(tmp_path / "snap")[0]
+    with torch.no_grad():
+        floor = slot_floors(model.preprocess(load_split(config.data).train))
+    negative_pt = load_checkpoint(summary.selected)["samples"]["negative"][..., 0]
+    assert ((negative_pt == 0) | (negative_pt >= floor)).all() and (negative_pt > 0).any()
+    with pytest.raises(NaeError, match="snap_empty_slots"):
+        with_overrides(
+            _config(toy_events), ["data.input=features", "sampler.snap_empty_slots=true"]
+        )
 
 
 def test_loss_negative_ratio_replaces_gamma_by_the_relative_one(toy_events):

@@ -110,7 +110,7 @@ def _preprocessing(config: RunConfig, shape: tuple[int, ...], pooled: bool) -> n
     if choice == "quantile":
         return QuantileToNormal(shape[0], config.model.n_quantiles)
     if choice == "event_scaling":
-        return EventScaling(shape[0])
+        return EventScaling(shape[0], frame=config.model.event_frame)
     return nn.Identity()
 
 

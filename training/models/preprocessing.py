@@ -26,6 +26,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from training.config import EventFrame
+from training.data.events import ELECTRON_ROW, JET_ROW, N_ROWS
+
 __all__ = [
     "EventScaling",
     "ImageReweighting",
@@ -38,6 +41,9 @@ __all__ = [
 # Probabilities are kept inside [P_MIN, 1 - P_MIN] before the inverse CDF, as sklearn's
 # QuantileTransformer does (BOUNDS_THRESHOLD): outputs stay within +-5.2.
 P_MIN = 1e-7
+
+LEPTON_ROWS = slice(ELECTRON_ROW, JET_ROW)  # electrons then muons
+JET_ROWS = slice(JET_ROW, N_ROWS)
 
 
 class Standardise(nn.Module):
@@ -129,10 +135,19 @@ class EventScaling(nn.Module):
     s the root mean square over the training events where the row is filled. log1p tames pT's
     long tail; no shift is applied, so an empty slot (pT = 0) stays exactly 0 in all three
     columns and ``event_mask`` recognises it (filled slots have u_pT > 0).
+
+    ``frame = "leading_lepton"`` first uses the two symmetries of an unpolarised pp collision:
+    every phi is taken relative to the leading lepton's (rows 1-8; without one the leading
+    jet's, without jets MET's), and every eta is flipped when that object's is negative.
+    Absolute phi carries no physics, yet in the lab frame it is a third of every filled slot's
+    coordinates, which the autoencoder must spend latent capacity and reconstruction error on.
+    The relative angle dphi in [0, 2 pi) becomes u_phi = dphi / pi - 1 in [-1, 1):
+    back-to-back objects (W -> l nu, Z -> ll) sit at 0, away from the wrap, the reference at -1.
     """
 
-    def __init__(self, n_rows: int = 19) -> None:
+    def __init__(self, n_rows: int = 19, frame: EventFrame = "lab") -> None:
         super().__init__()
+        self.frame = frame
         self.register_buffer("pt_scale", torch.ones(n_rows, 1))
         self.register_buffer("eta_scale", torch.ones(n_rows, 1))
 
@@ -151,7 +166,28 @@ class EventScaling(nn.Module):
         pt, eta, phi = x[..., 0:1], x[..., 1:2], x[..., 2:3]
         filled = (pt > 0).to(x.dtype)
         u_pt = torch.log1p(torch.clamp(pt, min=0.0)) / self.pt_scale
-        return torch.cat([u_pt, filled * eta / self.eta_scale, filled * phi / math.pi], dim=-1)
+        if self.frame == "leading_lepton":
+            eta, u_phi = _leading_lepton_frame(pt, eta, phi)
+        else:
+            u_phi = phi / math.pi
+        return torch.cat([u_pt, filled * eta / self.eta_scale, filled * u_phi], dim=-1)
+
+
+def _leading_lepton_frame(pt: Tensor, eta: Tensor, phi: Tensor) -> tuple[Tensor, Tensor]:
+    """eta flipped to the reference's hemisphere and dphi / pi - 1 to the reference, each
+    (N, 19, 1): the reference is the leading lepton, else the leading jet, else MET."""
+    reference = torch.zeros_like(pt[:, :1, 0], dtype=torch.long)  # (N, 1): MET
+    for rows in (JET_ROWS, LEPTON_ROWS):  # the later, leptons, wins
+        rows_pt = pt[:, rows, 0]
+        leading = rows_pt.argmax(dim=1, keepdim=True) + rows.start
+        reference = torch.where(rows_pt.amax(dim=1, keepdim=True) > 0, leading, reference)
+    reference = reference.unsqueeze(-1)  # (N, 1, 1)
+    eta_ref = torch.gather(eta, 1, reference)
+    phi_ref = torch.gather(phi, 1, reference)
+    flip = torch.where(eta_ref < 0, -torch.ones_like(eta_ref), torch.ones_like(eta_ref))
+    dphi = phi - phi_ref
+    dphi = dphi - 2.0 * math.pi * torch.floor(dphi / (2.0 * math.pi))  # [0, 2 pi)
+    return flip * eta, dphi / math.pi - 1.0
 
 
 def event_mask(u: Tensor) -> Tensor:

@@ -70,6 +70,47 @@ def test_event_scaling_keeps_empty_slots_at_zero_and_masks_their_angles():
     assert mask[:, :2].eq(1).all() and mask[:, 2:, 0].eq(1).all() and mask[:, 2:, 1:].eq(0).all()
 
 
+def _events(n: int, seed: int) -> np.ndarray:
+    """Random 19 x 3 events: MET, 0-4 muons, 0-6 jets, each kind pT-ordered."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 19, 3), np.float32)
+    x[:, 0] = np.stack([rng.exponential(30, n), np.zeros(n), rng.uniform(-np.pi, np.pi, n)], 1)
+    for first, count in ((5, 4), (9, 6)):
+        rows = first + np.arange(count)
+        filled = np.arange(count) < rng.integers(0, count + 1, (n, 1))
+        pt = -np.sort(-(rng.exponential(30, (n, count)) + 1), axis=1)
+        angles = rng.normal(0, 1.5, (n, count)), rng.uniform(-np.pi, np.pi, (n, count))
+        x[:, rows] = np.stack([pt, *angles], -1) * filled[..., None]
+    return x
+
+
+def test_leading_lepton_frame_forgets_azimuth_and_beam_direction():
+    x = _events(200, 3)
+    module = EventScaling(frame="leading_lepton").fit(x)
+    u = module(torch.from_numpy(x))
+    rng = np.random.default_rng(4)
+    turned = x.copy()
+    filled = turned[..., 0] > 0
+    turned[..., 2] = np.where(
+        filled, np.angle(np.exp(1j * (x[..., 2] + rng.uniform(0, 6, (200, 1))))), 0
+    )
+    turned[..., 1] *= rng.choice([-1.0, 1.0], size=(200, 1))  # z -> -z per event
+    assert module(torch.from_numpy(turned)) == pytest.approx(u, abs=2e-5)
+    has_muon = x[:, 5, 0] > 0  # leading muon (no electrons here): the reference
+    assert (u[has_muon, 5, 2] == pytest.approx(-1.0, abs=1e-6)) and (u[has_muon, 5, 1] >= 0).all()
+    dphi = np.mod(x[has_muon, 0, 2] - x[has_muon, 5, 2], 2 * np.pi)  # MET against it
+    assert u[has_muon, 0, 2].numpy() == pytest.approx(dphi / np.pi - 1, abs=1e-5)
+    assert (u[~filled] == 0).all()
+    jet_only = ~has_muon & (x[:, 9, 0] > 0)  # the leading jet is the reference
+    assert (u[jet_only, 9, 2].numpy() == pytest.approx(-1.0, abs=1e-6)) and (
+        u[jet_only, 9, 1] >= 0
+    ).all()
+    met_only = ~has_muon & ~jet_only
+    assert met_only.any() and u[met_only, 0, 2].numpy() == pytest.approx(-1.0, abs=1e-6)
+    lab = EventScaling().fit(x)(torch.from_numpy(x))
+    assert torch.equal(u[..., 0], lab[..., 0])  # pT untouched
+
+
 def test_image_reweighting_renormalises_and_pools():
     image = torch.zeros(1, 40, 40)
     image[0, 0, 0], image[0, 1, 1] = 0.75, 0.25
@@ -119,17 +160,19 @@ def test_preprocessing_exports_to_onnx_and_matches(tmp_path):
     events = np.zeros((300, 19, 3), np.float32)
     events[:, :5, 0] = rng.exponential(30.0, size=(300, 5))
     events[:, :5, 1:] = rng.normal(size=(300, 5, 2))
+    events[:100, 1:5] = 0.0  # no lepton: MET is the reference
 
     class Both(torch.nn.Module):  # one export for both modules keeps the test quick
         def __init__(self) -> None:
             super().__init__()
             self.quantile = QuantileToNormal(3, 64).fit(features)
             self.events = EventScaling().fit(events)
+            self.turned = EventScaling(frame="leading_lepton").fit(events)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3 + 57)
             q = self.quantile(x[:, :3])
-            e = self.events(x[:, 3:].reshape(-1, 19, 3)).flatten(1)
-            return torch.cat([q, e], dim=1)
+            e = x[:, 3:].reshape(-1, 19, 3)
+            return torch.cat([q, self.events(e).flatten(1), self.turned(e).flatten(1)], dim=1)
 
     x = np.concatenate([features, events.reshape(300, -1)], axis=1)
     module = Both()
