@@ -605,6 +605,11 @@ def evaluate_command(
                 f"{name}: selected AUC {table['selected']['auc'][name]:.4f}, best "
                 f"{best['auc']:.4f} at {best['checkpoint']}"
             )
+        for rule, chosen in table.get("rules", {}).items():
+            typer.echo(
+                f"rule {rule} would select {chosen['checkpoint']}: "
+                + ", ".join(f"{s} {d:+.4f} vs best" for s, d in chosen["minus_best"].items())
+            )
 
 
 @app.command("generate")

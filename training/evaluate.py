@@ -10,7 +10,8 @@ the efficiencies and rejections. A rejection with no background event passing ha
 (``null``), only its lower limit ``low``.
 
 ``evaluate_checkpoints`` scores every per-epoch and per-interval checkpoint of a run, to put the
-signal-agnostic selection (``best.pt``) next to the best checkpoint a signal would have chosen.
+signal-agnostic selection (``best.pt``) next to the best checkpoint a signal would have chosen;
+for an NAE also what each rule of ``train.selection`` would have chosen (``selection.replay``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from training.metrics import (
     tpr_at_fpr,
 )
 from training.models.families import Model
+from training.selection import RULES, replay
 
 __all__ = [
     "FALSE_POSITIVE_RATES",
@@ -164,7 +166,9 @@ def evaluate_checkpoints(
 
     Writes ``checkpoints.json``: per checkpoint its stage, step, selection metric and AUC per
     signal; ``selected`` (best.pt's step and AUCs) and ``best_auc`` per signal (the checkpoint a
-    signal-aware choice would take), and their difference."""
+    signal-aware choice would take), and their difference; for an NAE, ``rules``: per rule of
+    ``train.selection`` the checkpoint it picks from the stored EMDs and energies, and its AUCs
+    minus the best's, whichever rule the run was trained with."""
     run_dir = Path(run_dir)
     names = list_checkpoints(run_dir)
     if not names:
@@ -213,10 +217,35 @@ def evaluate_checkpoints(
         },
         "checkpoints": rows,
     }
+    if stage == "nae":
+        table["rules"] = _rules(candidates, table["best_auc"], config.train.emd_tolerance)
     out = Path(out_dir) if out_dir is not None else run_dir / "evaluation"
     out.mkdir(parents=True, exist_ok=True)
     (out / "checkpoints.json").write_text(json.dumps(table, indent=2) + "\n")
     return table
+
+
+def _rules(
+    rows: list[dict[str, Any]], best_auc: dict[str, dict[str, Any]], tolerance: float
+) -> dict[str, Any]:
+    """Per selection rule: the NAE checkpoint it ends on over ``rows`` (in training order) and
+    its AUCs minus the best's; a rule whose inputs the checkpoints lack is left out."""
+    by_step = {row["step"]: row for row in rows}
+    chosen = {}
+    for rule in RULES:
+        try:
+            step = replay(rule, [(row["step"], row["metric"]) for row in rows], tolerance)
+        except KeyError:  # a checkpoint written before the rule's metric was stored
+            continue
+        if step in by_step:
+            row = by_step[step]
+            chosen[rule] = {
+                "checkpoint": row["checkpoint"],
+                "step": step,
+                "auc": row["auc"],
+                "minus_best": {s: row["auc"][s] - best["auc"] for s, best in best_auc.items()},
+            }
+    return chosen
 
 
 def _samples(

@@ -15,10 +15,11 @@ Stages, in order:
    batch against a set of negative samples (``sampling.NegativeSampler``), loss of
    ``config.loss``. Every ``checkpoint_every`` iterations: E+, E-, their difference, MH
    acceptance, latent-chain sample energies, the weight norm and the EMD between validation
-   data and fresh negatives go to ``metrics.jsonl``, with a checkpoint; the lowest EMD is
-   selected (signal-agnostic: the CMS semi-visible-jet study stops there, before the late
-   "collapse" of the NAE). A run whose loss turns non-finite or whose E+ or E- run away stops
-   with a ``NaeError`` that names the setting to change.
+   data and fresh negatives go to ``metrics.jsonl``, with a checkpoint; ``train.selection``'s
+   signal-agnostic rule picks one (``selection.py``: the EMD, where the CMS semi-visible-jet
+   study stops, before the late "collapse" of the NAE; or the energy balance). A run whose
+   loss turns non-finite or whose E+ or E- run away stops with a ``NaeError`` that names the
+   setting to change.
 
 ``resume=True`` continues from ``last.pt`` bit-identically: same parameters, metrics and
 selection as a run that was never stopped (tested). Losing a run costs at most one epoch or one
@@ -67,6 +68,7 @@ from training.models.families import Model, build_model, fit_preprocessing
 from training.models.pca import PCA
 from training.models.vae import VariationalAutoencoder
 from training.sampling import NegativeSampler, NegativeSamples, slot_floors
+from training.selection import initial_nae_selection, select_by_emd, select_by_energy_balance
 
 __all__ = [
     "METRICS_FILE",
@@ -199,12 +201,7 @@ def train(
     best = {
         "ae": math.inf,
         "ae_epoch": -1,
-        "nae": math.inf,  # the lowest EMD so far, its error and iteration
-        "nae_error": 0.0,
-        "nae_min_iteration": -1,
-        "nae_emd": math.inf,  # the selected checkpoint's EMD and iteration
-        "nae_iteration": -1,
-        "nae_balance": 0.0,  # energy_balance: E- / E+ at the selected checkpoint (>= 1: final)
+        **initial_nae_selection(),
     }
     reference: dict[str, float] = {}
     sampler = None
@@ -342,9 +339,9 @@ def train(
         )
         save_checkpoint(checkpoint_path(run_dir, f"iteration-{iteration:06d}"), checkpoint)
         if train_config.selection == "energy_balance":
-            selected = _select_by_energy_balance(best, means["e_pos"], means["e_neg"], iteration)
+            selected = select_by_energy_balance(best, means["e_pos"], means["e_neg"], iteration)
         else:
-            selected = _select_by_emd(best, emd, emd_error, iteration, train_config.emd_tolerance)
+            selected = select_by_emd(best, emd, emd_error, iteration, train_config.emd_tolerance)
         if selected:
             save_checkpoint(checkpoint_path(run_dir, BEST), checkpoint)
         save_checkpoint(
@@ -372,47 +369,6 @@ def train(
 
 
 # --- helpers, in the order the stages use them ---------------------------------------------
-
-
-def _select_by_emd(
-    best: dict[str, float], emd: float, error: float, iteration: int, tolerance: float
-) -> bool:
-    """Update the NAE selection in ``best`` with a new checkpoint; True when it is selected.
-
-    The rule: the latest checkpoint whose EMD is within ``tolerance`` combined standard errors
-    of the lowest EMD so far. The lowest of ~40 noisy values sits about 2 sigma below the bulk,
-    so a plain argmin picks an early checkpoint whenever the EMD is flat within its noise
-    (measured on the event NAE, docs/results.md), while a rise of the EMD beyond the noise (the
-    collapse the CMS study stops before) still ends the selection. Applied checkpoint by
-    checkpoint it equals the rule applied to the whole run at the end: a new minimum is the
-    latest point consistent with itself, and every later point is judged against it.
-    """
-    if emd < best["nae"]:
-        best["nae"], best["nae_error"], best["nae_min_iteration"] = emd, error, iteration
-    if emd - best["nae"] > tolerance * math.hypot(error, best["nae_error"]):
-        return False
-    best["nae_emd"], best["nae_iteration"] = emd, iteration
-    return True
-
-
-def _select_by_energy_balance(
-    best: dict[str, Any], e_pos: float | None, e_neg: float | None, iteration: int
-) -> bool:
-    """Update the NAE selection in ``best`` with a new checkpoint; True when it is selected.
-
-    The rule: the first checkpoint whose interval mean E- has reached its E+ (the model's own
-    samples are as likely as the data: the NAE's fixed point), else the latest. On-manifold
-    chains from a trained AE start in the decoder's well-reconstructed images, far below E+,
-    and the NAE phase raises them; the crossing came within 0.009 of the best checkpoint in
-    nine of ten image runs (docs/results.md), where the EMD, which rises as the chains move
-    whether the model improves or not, missed by up to 0.21. Applied checkpoint by checkpoint
-    it equals the rule applied to the whole run at the end.
-    """
-    if best.get("nae_balance", 0.0) >= 1.0 or e_pos is None or e_neg is None:
-        return False
-    best["nae_balance"] = e_neg / e_pos if e_pos > 0 else math.inf
-    best["nae_iteration"] = iteration
-    return True
 
 
 def _pretrained_ae(config: RunConfig, source: Path) -> tuple[dict[str, Any], dict[str, Any]]:

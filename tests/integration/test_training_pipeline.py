@@ -89,6 +89,8 @@ def test_train_then_evaluate_an_event_nae(samples, tmp_path, nae):
     table = json.loads((run / "evaluation" / "checkpoints.json").read_text())
     assert len(table["checkpoints"]) == 3 + 2
     assert table["best_auc"]["zprime_mumu"]["selected_minus_best"] <= 0
+    assert table["rules"]["emd"]["step"] == table["selected"]["step"]  # the run's own rule
+    assert "rule emd would select" in out
 
 
 def test_bad_input_is_one_line(nae):

@@ -25,11 +25,10 @@ from training.data.shards import Shard, write_shard
 from training.errors import NaeError
 from training.losses import nae_loss
 from training.sampling import slot_floors
+from training.selection import RULES, replay, select_by_emd, select_by_energy_balance
 from training.train import (
     METRICS_FILE,
     _nae_objective,
-    _select_by_emd,
-    _select_by_energy_balance,
     nae_learning_rate,
     train,
     training_steps,
@@ -173,7 +172,9 @@ def _selected(emds: list[float], error: float, tolerance: float) -> int:
     """The index the checkpoint-by-checkpoint rule ends on for a sequence of EMDs."""
     best = {"nae": float("inf"), "nae_error": 0.0, "nae_iteration": -1}
     for index, emd in enumerate(emds):
-        _select_by_emd(best, emd, error, index, tolerance)
+        select_by_emd(best, emd, error, index, tolerance)
+    metrics = [(index, {"emd": emd, "emd_error": error}) for index, emd in enumerate(emds)]
+    assert replay("emd", metrics, tolerance) == best["nae_iteration"]  # the same rule replayed
     return best["nae_iteration"]
 
 
@@ -197,7 +198,9 @@ def _balanced(energies: list[tuple[float | None, float | None]]) -> int:
     """The index the energy-balance rule ends on for a sequence of (E+, E-) interval means."""
     best = {"nae_iteration": -1}
     for index, (e_pos, e_neg) in enumerate(energies):
-        _select_by_energy_balance(best, e_pos, e_neg, index)
+        select_by_energy_balance(best, e_pos, e_neg, index)
+    metrics = [(index, {"e_pos": p, "e_neg": n}) for index, (p, n) in enumerate(energies)]
+    assert replay("energy_balance", metrics, 2.0) == best["nae_iteration"]
     return best["nae_iteration"]
 
 
@@ -221,6 +224,18 @@ def test_energy_balance_selects_by_the_logged_energies_and_is_refused_for_pcd(to
     for change in ("sampler.mode=pcd", "train.ae_epochs=0"):
         with pytest.raises(NaeError, match="energy_balance"):
             with_overrides(config, [change])
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_replaying_a_rule_over_the_logged_checkpoints_gives_the_run_selection(
+    toy_events, tmp_path, rule
+):
+    config = _config(toy_events, selection=rule, nae_iterations=16)
+    summary = train(config, tmp_path / "run")
+    rows = [(row["step"], row) for row in _metrics(tmp_path / "run") if row["stage"] == "nae"]
+    assert replay(rule, rows, config.train.emd_tolerance) == summary.selected_step
+    with pytest.raises(ValueError, match="unknown selection rule"):
+        replay("lowest_auc", rows, 2.0)
 
 
 def test_a_seed_gives_the_same_run_and_another_seed_another(toy_events, tmp_path):
