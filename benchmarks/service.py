@@ -2,7 +2,7 @@
 shipped bundle's int8 model against its fp32 model (issue 9).
 
     .venv/bin/python -m benchmarks.service [--seconds 2] [--rounds 3]
-    .venv/bin/python -m benchmarks.service --bundle models/events-sm-nae/2 models/jets-...
+    .venv/bin/python -m benchmarks.service --bundle models/events-sm-nae/3 models/jets-...
     .venv/bin/python -m benchmarks.service --bundle models/*/[0-9]* --parts int8 --out B.json
 
 (run as a module from the repository root: as a plain script, this file's name would shadow the

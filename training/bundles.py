@@ -1,6 +1,7 @@
-"""``nae bundle verify`` and ``nae bundle score``: a bundle checked and run offline by the
-service's own code, ``service.bundle.load_bundle`` and ``service.runtime.OnnxModel``, so that
-what passes here loads in the service and offline scores are the served ones.
+"""``nae bundle verify``, ``nae bundle score`` and ``nae bundle drop-int8``: a bundle checked
+and run offline by the service's own code, ``service.bundle.load_bundle`` and
+``service.runtime.OnnxModel``, so that what passes here loads in the service and offline scores
+are the served ones.
 
 Inputs are checked as the service checks a request (the bundle's per-event shape, finite
 values, ``input.ranges``), but a bad event names its row in the whole sample.
@@ -9,12 +10,21 @@ values, ``input.ranges``), but a bad event names its row in the whole sample.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from service.bundle import INT8_FILE, MODEL_FILE, Bundle, InvalidBundle, ModelChoice, load_bundle
+from service.bundle import (
+    INT8_FILE,
+    MODEL_FILE,
+    Bundle,
+    InvalidBundle,
+    ModelChoice,
+    load_bundle,
+    write_bundle,
+)
 from training.calibration import CONFIDENCE, Efficiency
 from training.data.inputs import Inputs
 from training.errors import BadBundle, BadSample
@@ -23,7 +33,7 @@ from training.metrics import clopper_pearson
 if TYPE_CHECKING:
     from service.runtime import OnnxModel
 
-__all__ = ["ScoreSummary", "score_bundle", "verify_bundle"]
+__all__ = ["ScoreSummary", "drop_int8", "score_bundle", "verify_bundle"]
 
 _CHUNK = 10_000
 
@@ -52,6 +62,35 @@ def verify_bundle(directory: str | Path) -> Bundle:
     except InvalidBundle as exc:
         raise BadBundle(str(exc)) from None
     return bundle
+
+
+def drop_int8(directory: str | Path, why: str) -> Bundle:
+    """Withdraw a bundle's int8 file in place: ``bundle.json`` loses its entry, recommends
+    ``model.onnx`` and records ``int8.withdrawn`` (the method that had shipped, ``why``, when),
+    then the file is deleted. The fp32 model and the thresholds, calibrated on its scores, are
+    untouched, so whoever serves ``model.onnx`` sees no change; a service serving the int8
+    file falls back to fp32 at its next reload. For an int8 file found wrong after it shipped
+    (session 23: scores that depend on the CPU's instruction set)."""
+    directory = Path(directory)
+    bundle = verify_bundle(directory)
+    if INT8_FILE not in bundle.files:
+        raise BadBundle(f"{directory}: ships no {INT8_FILE}: nothing to withdraw")
+    if not why.strip():
+        raise BadBundle("say why the int8 file is withdrawn (--why)")
+    raw = bundle.model_dump(mode="json")
+    del raw["files"][INT8_FILE]
+    raw["recommended"] = MODEL_FILE
+    int8 = dict(raw.get("int8") or {})
+    int8["withdrawn"] = {
+        "method": int8.get("shipped"),
+        "why": why.strip(),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    int8["shipped"] = None
+    raw["int8"] = int8
+    write_bundle(directory, Bundle.model_validate(raw))  # bundle.json first: never a dangling entry
+    (directory / INT8_FILE).unlink()
+    return verify_bundle(directory)
 
 
 def score_bundle(

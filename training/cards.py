@@ -158,9 +158,18 @@ def _keep_old(card: Card, path: Path) -> bool:
     exported = (card.bundle.model_extra or {}).get("provenance", {}).get("exported_at")
     if not exported or f"Exported {exported} " not in old:
         return False
+    if _section(old, "## Files") != _section(card.markdown, "## Files"):
+        return False  # the bundle's files changed since (an int8 file withdrawn)
     lost_metrics = card.metrics_path is None and _FROM_METRICS in old
     lost_fresh = card.fresh_path is None and _FRESH_TABLE in old
     return lost_metrics or lost_fresh
+
+
+def _section(markdown: str, heading: str) -> str:
+    """The text under ``heading`` up to the next heading of its level ('' without it)."""
+    if heading not in markdown:
+        return ""
+    return markdown.split(heading, 1)[1].split("\n## ", 1)[0]
 
 
 def _table_rows(readme: Path) -> dict[str, str]:
@@ -498,6 +507,12 @@ def _int8(record: Mapping[str, Any] | None) -> str:
         lines.append("Not requested at export (`nae export --int8`): only fp32 ships.")
         return "\n".join(lines)
     shipped = record.get("shipped")
+    if withdrawn := record.get("withdrawn"):
+        lines += [
+            f"**Withdrawn** {withdrawn.get('at', '')} (it had shipped as {withdrawn.get('method')} "
+            f"quantization; `nae bundle drop-int8`): {withdrawn.get('why', '')}",
+            "",
+        ]
     lines.append(
         f"Shipped: **{shipped or 'no'}**"
         + (f" (as `model.int8.onnx`, {shipped} quantization)." if shipped else ".")
@@ -508,6 +523,12 @@ def _int8(record: Mapping[str, Any] | None) -> str:
             f", and each event's score is the same alone as in a batch (relative change <= "
             f"{record['criteria']['max_batch_dependence']:g})"
             if "max_batch_dependence" in record.get("criteria", {})
+            else ""
+        )
+        + (
+            ", and its int8 kernels score as its quantized graph evaluated in float (relative "
+            f"change <= {record['criteria']['max_kernel_deviation']:g}: alike on every CPU)"
+            if "max_kernel_deviation" in record.get("criteria", {})
             else ""
         )
         + "; it is recommended only where it is also faster at batch 256 and above."
@@ -745,7 +766,9 @@ def _row(bundle: Bundle, directory: Path) -> dict[str, str]:
         "model": str(extra.get("model", {}).get("family", "?")),
         "files": ", ".join(f"`{name}`" for name in bundle.files),
         "size": _size(size),
-        "int8": (int8.get("shipped") or "not shipped")
+        "int8": "withdrawn"
+        if int8.get("withdrawn")
+        else (int8.get("shipped") or "not shipped")
         if int8.get("requested")
         else "not requested",
         "AUC at export": aucs or "-",

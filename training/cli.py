@@ -798,6 +798,25 @@ def bundle_score(
         typer.echo(f"scores saved to {summary.scores_path}")
 
 
+@bundle_app.command("drop-int8")
+def bundle_drop_int8(
+    directory: _BundleDir,
+    why: Annotated[
+        str, typer.Option("--why", help="Why it is withdrawn; recorded in bundle.json.")
+    ],
+) -> None:
+    """Withdraw a shipped model.int8.onnx in place: bundle.json drops it, recommends
+    model.onnx and records why; the fp32 model and thresholds stay as they are. Rewrite the
+    bundle's card afterwards (make cards)."""
+    from training.bundles import drop_int8
+
+    bundle = drop_int8(directory, why)
+    typer.echo(
+        f"ok: {bundle.name} v{bundle.version} ships {', '.join(bundle.files)}; int8 withdrawn: "
+        f"{why}"
+    )
+
+
 _Root = Annotated[
     Path,
     typer.Option(

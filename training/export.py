@@ -27,10 +27,18 @@ Without a signal the AUC condition cannot be checked and int8 does not ship. A t
 must not depend on the other events of a request, so int8 also ships only if each event's score
 is the same alone as in a batch (``MAX_BATCH_DEPENDENCE``, relative, over ``_BATCH_PROBE``
 background events): dynamic quantization takes its activation scales from each batch and fails
-this by construction; static QDQ has fixed scales and passes. Speed is CPU time
-per call at batch 1, 256 and 4096 with one intra-op thread and spinning off, the models called
-in turn (interleaved) so that load on a shared machine hits them alike; int8 is *recommended*
-only where it ships and is faster than fp32 at batch 256 and above (a trigger farm's batches).
+this by construction; static QDQ has fixed scales and passes. An int8 file must also score
+alike on every CPU: its scores with ONNX Runtime's int8 kernels must equal those of the same
+quantized graph with graph optimisations off, where every DequantizeLinear is a float operation
+(``MAX_KERNEL_DEVIATION``). Both quantizations are therefore unsigned 8-bit for activations and
+weights (U8U8): with signed weights ONNX Runtime multiplies through VPMADDUBSW on an x86 CPU with
+AVX2 but without VNNI, whose 16-bit sums saturate (measured in session 23 on such an EPYC: the
+S8S8 file of ``jets-top-image-nae`` v1, whose gate passed on the export's machine, scored up to
+74% off its own graph and passed 2.4% of fresh top jets at the 1% working point; U8U8: 4e-7).
+Speed is CPU time per call at batch 1, 256 and 4096 with one intra-op thread and spinning
+off, the models called in turn (interleaved) so that load on a shared machine hits them alike;
+int8 is *recommended* only where it ships and is faster than fp32 at batch 256 and above (a
+trigger farm's batches).
 """
 
 from __future__ import annotations
@@ -71,6 +79,7 @@ from training.metrics import rejection_at_signal_efficiency, roc_auc
 __all__ = [
     "DEFAULT_EFFICIENCIES",
     "MAX_AUC_CHANGE",
+    "MAX_KERNEL_DEVIATION",
     "MIN_PARITY_EVENTS",
     "OPSET",
     "PARITY_RTOL",
@@ -83,6 +92,7 @@ __all__ = [
     "export_onnx",
     "export_run",
     "int8_gate",
+    "kernel_deviation",
     "quantize",
     "time_models",
 ]
@@ -93,6 +103,7 @@ PARITY_SCALE_QUANTILE = 0.9  # differences relative to max(|score|, this quantil
 MIN_PARITY_EVENTS = 10_000
 MAX_AUC_CHANGE = 0.005
 MAX_BATCH_DEPENDENCE = 1e-5  # relative score change, event alone against in a batch
+MAX_KERNEL_DEVIATION = 1e-4  # relative: int8 kernels against the quantized graph in float
 _BATCH_PROBE = 256  # background events scored alone and together for that check
 TIMING_BATCH_SIZES = (1, 256, 4096)
 DEFAULT_EFFICIENCIES = (1e-2, 1e-3, 1e-4)  # the working points' target background efficiencies
@@ -137,6 +148,7 @@ class Int8Gate:
     working_points: list[dict[str, Any]]
     timings: list[dict[str, float]] = field(default_factory=list)  # filled by time_models
     batch_dependence: float = 0.0  # max relative score change, alone against in a batch
+    kernel_deviation: float = 0.0  # max relative change, int8 kernels against the graph in float
     reasons: list[str] = field(default_factory=list)  # why it does not ship; empty: it does
 
     @property
@@ -219,9 +231,10 @@ def check_parity(model: Any, path: Path, inputs: np.ndarray) -> Parity:
 
 
 def quantize(fp32_path: Path, out_path: Path, method: Int8Method, background: np.ndarray) -> None:
-    """int8 copy of ``fp32_path``: ``static`` QDQ with int8 weights (per channel) and
-    activations whose ranges are the MinMax of ``background`` inputs; or ``dynamic`` (int8
-    weights, activation ranges per batch at run time; ``background`` is unused)."""
+    """int8 copy of ``fp32_path``: ``static`` QDQ with 8-bit weights (per channel) and
+    activations whose ranges are the MinMax of ``background`` inputs; or ``dynamic`` (8-bit
+    weights, activation ranges per batch at run time; ``background`` is unused). Unsigned
+    weights and activations (U8U8), so that no CPU's kernels saturate (module docstring)."""
     quantization = require("onnxruntime.quantization", "train")
     with tempfile.TemporaryDirectory(prefix="nae-quantize-") as directory:
         prepared = Path(directory) / "prepared.onnx"
@@ -236,8 +249,8 @@ def quantize(fp32_path: Path, out_path: Path, method: Int8Method, background: np
                 quant_format=quantization.QuantFormat.QDQ,
                 op_types_to_quantize=QUANTIZED_OPS,
                 per_channel=True,
-                activation_type=quantization.QuantType.QInt8,
-                weight_type=quantization.QuantType.QInt8,
+                activation_type=quantization.QuantType.QUInt8,
+                weight_type=quantization.QuantType.QUInt8,
                 calibrate_method=quantization.CalibrationMethod.MinMax,
             )
         else:
@@ -245,7 +258,7 @@ def quantize(fp32_path: Path, out_path: Path, method: Int8Method, background: np
                 str(prepared),
                 str(out_path),
                 op_types_to_quantize=["MatMul", "Gemm"],  # ConvInteger is slower than fp32 Conv
-                weight_type=quantization.QuantType.QInt8,
+                weight_type=quantization.QuantType.QUInt8,
             )
 
 
@@ -478,6 +491,13 @@ def _measure_int8(
                 f"{gate.batch_dependence:.2g} (relative; allowed {MAX_BATCH_DEPENDENCE:g}), so "
                 "a trigger decision would depend on the other events of a request"
             )
+        gate.kernel_deviation = kernel_deviation(paths[method], inputs[:_BATCH_PROBE])
+        if gate.kernel_deviation > MAX_KERNEL_DEVIATION:
+            gate.reasons.append(
+                f"the int8 kernels of this CPU score up to {gate.kernel_deviation:.2g} (relative; "
+                f"allowed {MAX_KERNEL_DEVIATION:g}) off the quantized graph evaluated in float, "
+                "so the file would score differently on another CPU"
+            )
         gates[method] = gate
     return gates
 
@@ -489,6 +509,21 @@ def batch_dependence(path: Path, inputs: np.ndarray) -> float:
     alone = np.concatenate([_run(session, row[None]) for row in inputs]).astype(np.float64)
     scale = np.maximum(np.abs(together), np.finfo(np.float32).tiny)
     return float(np.max(np.abs(alone - together) / scale))
+
+
+def kernel_deviation(path: Path, inputs: np.ndarray) -> float:
+    """Max relative difference between ``path``'s scores as served (ONNX Runtime's fused int8
+    kernels) and with graph optimisations off (each QDQ pair evaluated in float, alike on every
+    CPU), relative to the score floored at its ``PARITY_SCALE_QUANTILE`` quantile as in
+    ``check_parity``. For a dynamic file both run integer MatMuls, so only the fusion is
+    compared."""
+    served = _run(_session(path), inputs).astype(np.float64)
+    reference = _run(_session(path, optimize=False), inputs).astype(np.float64)
+    scale = np.abs(reference)
+    scale = np.maximum(
+        scale, max(np.quantile(scale, PARITY_SCALE_QUANTILE), np.finfo(np.float32).tiny)
+    )
+    return float(np.max(np.abs(served - reference) / scale))
 
 
 def export_run(
@@ -778,6 +813,7 @@ def _int8_record(
             "rate": "int8 background efficiency at each fp32 threshold inside its CI95",
             "max_abs_auc_change": MAX_AUC_CHANGE,
             "max_batch_dependence": MAX_BATCH_DEPENDENCE,
+            "max_kernel_deviation": MAX_KERNEL_DEVIATION,
             "timing": "median CPU s per call, 1 intra-op thread, spinning off, interleaved",
         },
         "gates": {
@@ -827,10 +863,13 @@ def _check_served(directory: Path, x: np.ndarray, expected: Mapping[str, np.ndar
 # --- small helpers --------------------------------------------------------------------------
 
 
-def _session(path: Path) -> Any:
-    """An ONNX Runtime session configured as the service configures its own."""
+def _session(path: Path, *, optimize: bool = True) -> Any:
+    """An ONNX Runtime session configured as the service configures its own (``optimize``
+    False: no graph optimisation, so QDQ pairs stay float operations)."""
     ort = require("onnxruntime", "train")
     options = ort.SessionOptions()
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -235,3 +235,51 @@ def test_the_stand_ins_are_exports_of_the_named_recipes(
         export = shlex.split(bundle.model_extra["provenance"]["commands"]["export"])
         assert export[:5] == ["nae", "export", str(models_dir.parent / "runs" / bundle.name),
                               "--out", str(directory)]  # fmt: skip
+
+
+def printed_answers() -> list[dict[str, Any]]:
+    """The answers the first minute prints, one JSON object per line of its json blocks."""
+    section = README.read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in section.split("```json\n")[1:]]
+    return [json.loads(line) for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_the_printed_answers_are_the_shipped_bundles_answers() -> None:
+    """Each printed answer, paired in order with the scoring curl lines of its form (``/score``
+    or ``/v2``), names the version a request without one gets (the highest shipped) and the
+    scores and decisions the offline runtime gives on the example file. Scores to 1e-5: the
+    printed ones are another machine's float32 arithmetic."""
+    from service.bundle import load_bundle
+    from service.runtime import OnnxModel
+
+    answers = printed_answers()
+    for form, key in (("/v2/", "model_name"), ("/score", "model")):
+        lines = [line for line in readme_curl_lines() if example_stem(line) and form in line]
+        printed = [answer for answer in answers if key in answer]
+        assert len(printed) == len(lines), f"{form}: {len(lines)} lines, {len(printed)} answers"
+        for line, answer in zip(lines, printed, strict=True):
+            name = bundle_of(line)
+            shipped = ROOT / "models" / str(name)
+            if not shipped.is_dir():
+                continue  # a stand-in's answers are not printed
+            directory = max(shipped.iterdir(), key=lambda path: int(path.name))
+            bundle = load_bundle(directory)
+            scores = OnnxModel(bundle, directory).score(
+                np.load(ROOT / "examples" / f"{example_stem(line)}.npy")
+            )
+            if key == "model_name":
+                outputs = {output["name"]: output["data"] for output in answer["outputs"]}
+                identity = (answer["model_name"], answer["model_version"])
+                assert identity == (name, str(bundle.version)), line
+                served, triggers = (
+                    outputs.pop("score"),
+                    {point.removeprefix("trigger_"): value for point, value in outputs.items()},
+                )
+            else:
+                assert (answer["model"], answer["version"]) == (name, bundle.version), line
+                served, triggers = answer["scores"], answer["triggers"]
+            np.testing.assert_allclose(served, scores, rtol=1e-5, err_msg=line)
+            assert triggers == {
+                point.name: (scores > np.float32(point.threshold)).tolist()
+                for point in bundle.working_points
+            }, line

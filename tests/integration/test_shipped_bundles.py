@@ -22,6 +22,11 @@ new data is below 0.25e-2 or above 2e-2 (a rate off by x4 low or x2 high). The s
 so the outcome is reproducible: a failure means the threshold does not give its rate on new
 data (or the fresh events fall outside the bundle's input ranges, which fails the scoring).
 
+Portability. A shipped int8 file scores the fresh sample with this CPU's int8 kernels as its
+quantized graph does evaluated in float (``training.export.kernel_deviation``): an int8 file
+whose kernels saturate on some CPUs (signed weights on AVX2 without VNNI) would give another
+machine another rate.
+
 Tampering. A changed byte in any ONNX file of a copy of the bundle is refused by
 ``nae bundle verify`` and by the service (not served; strict readiness answers 503).
 """
@@ -37,7 +42,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.bundle import Bundle, load_bundle
+from service.bundle import INT8_FILE, Bundle, load_bundle
 from service.settings import Settings
 from training.bundles import score_bundle, verify_bundle
 from training.calibration import check_rate
@@ -110,6 +115,25 @@ def test_a_fresh_background_passes_each_working_point_at_its_calibrated_rate(
                     f"[{calibrated_low:.3g}, {calibrated_high:.3g}] on {point.n_background:,}"
                 )
     assert not failures, f"{bundle.name} v{bundle.version}: " + "; ".join(failures)
+
+
+@pytest.mark.pythia
+@pytest.mark.slow
+def test_a_shipped_int8_file_scores_alike_on_this_cpu(
+    shipped_bundle: Path, pythia_sample: Callable[..., Path]
+) -> None:
+    from training.bundles import _columns
+    from training.data.inputs import Inputs
+    from training.export import MAX_KERNEL_DEVIATION, kernel_deviation
+
+    bundle = load_bundle(shipped_bundle)
+    if INT8_FILE not in bundle.files:
+        pytest.skip(f"{bundle.name} v{bundle.version} ships no int8 file")
+    verb, config, _ = calibration_origin(bundle, root=shipped_bundle.parents[2])
+    fresh = pythia_sample(verb, config, N_FRESH, FRESH_SEEDS.get(config.process, FRESH_SEED_OTHER))
+    x = Inputs(fresh, bundle.kind, _columns(bundle)).head(N_FRESH)
+    deviation = kernel_deviation(shipped_bundle / INT8_FILE, x)
+    assert deviation <= MAX_KERNEL_DEVIATION, f"{bundle.name} v{bundle.version}: {deviation:.3g}"
 
 
 def test_a_changed_byte_in_any_onnx_file_is_refused(

@@ -131,6 +131,38 @@ def test_a_changed_byte_is_refused_by_verify_and_by_the_service(
     assert reply.status_code == 404
 
 
+def test_drop_int8_withdraws_the_int8_file_and_keeps_the_rest(
+    models_dir: Path, exported_bundle: Path, nae
+) -> None:
+    from service.runtime import OnnxModel
+    from training.cards import bundle_card
+
+    directory = models_dir / "test-features-ae" / "1"
+    before = load_bundle(directory)
+    assert INT8_FILE in before.files  # the fixture's static int8 passes its gate
+    x = np.load(exported_bundle.parents[2] / "signal.npy")[:300]
+    dropped = nae("bundle", "drop-int8", directory, "--why", "scores depend on the CPU")
+    assert dropped.returncode == 0, dropped.stderr
+    after = verify_bundle(directory)
+    assert list(after.files) == [MODEL_FILE] and after.recommended == MODEL_FILE
+    assert not (directory / INT8_FILE).exists()
+    assert after.files[MODEL_FILE] == before.files[MODEL_FILE]
+    assert after.working_points == before.working_points
+    int8 = (after.model_extra or {})["int8"]
+    assert int8["shipped"] is None
+    assert int8["withdrawn"]["method"] == before.model_extra["int8"]["shipped"]
+    assert int8["withdrawn"]["why"] == "scores depend on the CPU"
+    with TestClient(create_app(Settings(models_dir=models_dir))) as client:
+        reply = client.post("/score", json={"model": "test-features-ae", "inputs": x.tolist()})
+    assert reply.status_code == 200
+    fp32 = OnnxModel(before, exported_bundle, model_file=MODEL_FILE).score(x)
+    np.testing.assert_array_equal(np.array(reply.json()["scores"], np.float32), fp32)
+    card = bundle_card(directory)
+    assert "**Withdrawn**" in card.markdown and card.row["int8"] == "withdrawn"
+    again = nae("bundle", "drop-int8", directory, "--why", "twice")
+    assert again.returncode == 1 and "ships no model.int8.onnx" in again.stderr
+
+
 def _npy(directory: Path, x: np.ndarray) -> Path:
     path = directory / f"inputs-{x.shape[0]}x{x.shape[1]}.npy"
     np.save(path, x)
