@@ -25,12 +25,16 @@ Fewer than ``training.metrics.MIN_PASSING_EVENTS`` expected passing events are r
 sample size needed: a threshold set by a handful of events has an interval too wide to serve.
 
 ``check_rate`` is the one rule by which a fresh background sample (other seeds) confirms a
-calibrated working point: the calibrated efficiency must lie inside the fresh count's
-Clopper-Pearson interval, at 99% where the fresh sample expects at least
+calibrated working point, at 99% where the fresh sample expects at least
 ``MIN_EXPECTED_PASSING`` passing events and at 99.9% below (too few to measure a rate, but
-enough to catch a gross miscalibration). Clopper-Pearson is conservative, so a right threshold
-fails it with probability below 1% (0.1%), a little more for the calibration sample's own
-spread.
+enough to catch a gross miscalibration). Given the calibration sample's size, the two counts
+are compared as two samples: conditional on their sum, the fresh count is binomial with the
+fresh sample's share of all events when both samples have the same efficiency, and the exact
+two-sided p-value of that must reach 1 - confidence. Without it, the calibrated efficiency must
+lie inside the fresh count's Clopper-Pearson interval, which treats the calibration as exact:
+right for a fresh sample much smaller than the calibration sample, but with equal sizes a
+right threshold fails it far more often than 1% (session 23, simulated: 6.2% for 20,000 fresh
+events against 20,000 at 1e-2; the two-sample test, 1%).
 """
 
 from __future__ import annotations
@@ -186,18 +190,34 @@ class RateCheck(NamedTuple):
     confidence: float
     interval: Interval
     consistent: bool
+    p_value: float | None = None  # the two-sample test's, where the calibration size was given
 
 
-def check_rate(n_passing: int, n_events: int, efficiency: float) -> RateCheck:
+def check_rate(
+    n_passing: int, n_events: int, efficiency: float, *, n_calibration: int | None = None
+) -> RateCheck:
     """Whether ``n_passing`` of ``n_events`` fresh background events passing a working point
-    agree with its calibrated background ``efficiency`` (the rule of the module docstring)."""
+    agree with its calibrated background ``efficiency``, measured on ``n_calibration`` events
+    where given (the rule of the module docstring)."""
+    from scipy import stats
+
     if n_events < 1 or not 0 <= n_passing <= n_events:
         raise BadSample(f"{n_passing} passing of {n_events} events is not a count")
     sparse = n_events * efficiency < MIN_EXPECTED_PASSING
     confidence = RATE_CHECK_CONFIDENCE_SPARSE if sparse else RATE_CHECK_CONFIDENCE
     interval = clopper_pearson(n_passing, n_events, confidence=confidence)
-    consistent = bool(interval.low <= efficiency <= interval.high)
-    return RateCheck(n_passing, n_events, efficiency, confidence, interval, consistent)
+    if n_calibration is None:
+        consistent = bool(interval.low <= efficiency <= interval.high)
+        return RateCheck(n_passing, n_events, efficiency, confidence, interval, consistent)
+    calibration_passing = round(efficiency * n_calibration)
+    both = n_passing + calibration_passing
+    p_value = (
+        1.0
+        if both == 0
+        else float(stats.binomtest(n_passing, both, n_events / (n_events + n_calibration)).pvalue)
+    )
+    consistent = p_value >= 1 - confidence
+    return RateCheck(n_passing, n_events, efficiency, confidence, interval, consistent, p_value)
 
 
 def working_point_name(efficiency: float) -> str:

@@ -50,10 +50,10 @@ _KINDS = {
     "event": "events",
     "event-features": "per-event feature rows",
 }
-# How the metrics section opens when it quotes a run, and the fresh check's rule: written by
-# _metrics and _fresh, looked for by _keep_old in a card already on disk.
+# How the metrics section opens when it quotes a run, and the fresh check table's column:
+# written by _metrics and _fresh, looked for by _keep_old in a card already on disk.
 _FROM_METRICS = "From `nae evaluate`"
-_FRESH_TABLE = "Check: the calibrated efficiency inside the fresh"
+_FRESH_TABLE = "fresh passing / events"
 
 
 class Card(NamedTuple):
@@ -422,15 +422,17 @@ def _fresh(path: Path | None, rows: list[list[str]] | None) -> str:
     lines += [
         f"`{path}` (content sha256 `{hash_sample(path)}`; its shards share no seed with the "
         "samples above), scored through the service's runtime with each shipped file. "
-        f"{_FRESH_TABLE} count's Clopper-Pearson interval, 99% where 5 or more fresh events "
-        "are expected to pass, else 99.9% (`training.calibration.check_rate`).",
+        "Check: the fresh and the calibration sample's counts of passing events agree as two "
+        "samples of one efficiency (exact conditional binomial test, two-sided p >= 0.01 where "
+        "5 or more fresh events are expected to pass, else >= 0.001; "
+        "`training.calibration.check_rate`).",
         "",
         _table(
             [
                 "file",
                 "working point",
                 "calibrated eps_B [CP 95%]",
-                "fresh passing / events",
+                _FRESH_TABLE,
                 "fresh eps_B [CP 95%]",
                 "check",
             ],
@@ -451,7 +453,12 @@ def _fresh_checks(directory: Path, bundle: Bundle, path: Path) -> list[list[str]
         summary = score_bundle(directory, path, model_file=model_file)
         for point in bundle.working_points:
             passing = summary.passing[point.name]
-            check = check_rate(passing.n_passing, passing.n_events, point.background_efficiency)
+            check = check_rate(
+                passing.n_passing,
+                passing.n_events,
+                point.background_efficiency,
+                n_calibration=point.n_background,
+            )
             low, high = point.background_efficiency_ci95
             verdict = "consistent" if check.consistent else "**inconsistent**"
             rows.append(
@@ -461,8 +468,8 @@ def _fresh_checks(directory: Path, bundle: Bundle, path: Path) -> list[list[str]
                     f"{point.background_efficiency:.3g} [{low:.3g}, {high:.3g}]",
                     f"{passing.n_passing:,} / {passing.n_events:,}",
                     f"{passing.value:.3g} [{passing.ci95.low:.3g}, {passing.ci95.high:.3g}]",
-                    f"{verdict} (CP {check.confidence:.1%} [{check.interval.low:.3g}, "
-                    f"{check.interval.high:.3g}])",
+                    f"{verdict} (two-sample p {check.p_value:.3g}; needs >= "
+                    f"{1 - check.confidence:.2g})",
                 ]
             )
     return rows

@@ -6,8 +6,9 @@ seeds 90xx, apart from the training (101-103), test/calibration (201-208) and fr
 seeds, and its shard seeds are checked to share none with the calibration or training samples.
 It is scored through the service's runtime (``nae bundle score``'s code: the service's loader,
 input checks and ``OnnxModel``) with every ONNX file the bundle ships. The rule is
-``training.calibration.check_rate``, per working point with calibrated background efficiency
-eps and k of the n fresh events passing:
+``training.calibration.check_rate`` in its one-sample form (1,000 fresh events against the
+calibration's 20,000 or more, whose own spread is small beside the fresh count's), per working
+point with calibrated background efficiency eps and k of the n fresh events passing:
 
 - where the fresh sample expects at least 5 passing events (n x eps >= 5), eps must lie inside
   the fresh sample's Clopper-Pearson 99% interval of k of n;

@@ -90,3 +90,27 @@ def test_the_fresh_sample_rate_check_rarely_fails_a_right_rate_and_catches_wrong
     assert check.confidence == (0.99 if n_events * efficiency >= 5 else 0.999)
     assert failure_rate(efficiency) <= (1 - check.confidence) + 0.006
     assert failure_rate((4 if n_events * efficiency >= 5 else 10) * efficiency) > 0.5
+
+
+def test_with_the_calibration_size_the_check_allows_for_the_calibration_samples_spread() -> None:
+    """A threshold set on 20,000 background events at 1e-2 has a true efficiency that scatters
+    by ~7% around its calibrated one; a fresh sample of the same size sees that scatter too.
+    The one-sample rule then fails right thresholds far more often than 1%, the two-sample
+    test about 1%, and both still catch a rate off by 1.5x in most samples."""
+    rng = np.random.default_rng(7)
+    n, k = 20_000, 200
+    # the efficiency above the k-th highest of n background scores is Beta(k + 1, n - k)
+    true_efficiencies = rng.beta(k + 1, n - k, size=3_000)
+
+    def failure_rate(scale: float, n_calibration: int | None) -> float:
+        counts = rng.binomial(n, np.minimum(scale * true_efficiencies, 1.0))
+        return float(
+            np.mean([not check_rate(int(m), n, k / n, n_calibration=n_calibration).consistent
+                     for m in counts])
+        )  # fmt: skip
+
+    assert failure_rate(1.0, None) > 0.03
+    assert failure_rate(1.0, n) <= 0.01 + 0.006
+    assert failure_rate(1.5, n) > 0.5
+    check = check_rate(251, n, k / n, n_calibration=n)
+    assert check.p_value is not None and 0.01 < check.p_value < 0.05 and check.consistent

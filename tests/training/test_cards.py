@@ -225,7 +225,7 @@ def test_the_card_checks_the_working_points_on_a_fresh_background(
     rows = [line for line in fresh_section.splitlines() if line.startswith("| `model")]
     bundle = load_bundle(exported_run)
     assert len(rows) == len(bundle.files) * len(bundle.working_points)
-    assert all("consistent (CP 99.0% [" in row for row in rows)
+    assert all("consistent (two-sample p " in row for row in rows)
     shifted = feature_shards(tmp_path / "shifted", 12_000, seed=5, shift=0.6)
     card = bundle_card(exported_run, fresh=shifted)
     assert card.row["fresh check"].startswith("inconsistent at eff_1e-")
