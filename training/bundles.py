@@ -33,7 +33,7 @@ from training.metrics import clopper_pearson
 if TYPE_CHECKING:
     from service.runtime import OnnxModel
 
-__all__ = ["ScoreSummary", "drop_int8", "score_bundle", "verify_bundle"]
+__all__ = ["ScoreSummary", "bundle_inputs", "drop_int8", "score_bundle", "verify_bundle"]
 
 _CHUNK = 10_000
 
@@ -108,7 +108,7 @@ def score_bundle(
 
     bundle = verify_bundle(directory)
     model = OnnxModel(bundle, Path(directory), model_file=model_file)
-    inputs = Inputs(source, bundle.kind, _columns(bundle))
+    inputs = bundle_inputs(bundle, source)
     scores, fired, n_events = [], np.zeros(len(model.working_points), np.int64), 0
     for chunk in inputs.chunks(_CHUNK):
         x = _checked(chunk, model, first_row=n_events, source=inputs.path)
@@ -130,6 +130,11 @@ def score_bundle(
         for name, k in zip(model.working_points, fired.tolist(), strict=True)
     }
     return ScoreSummary(model.model_file, n_events, passing, scores_path)
+
+
+def bundle_inputs(bundle: Bundle, source: str | Path) -> Inputs:
+    """``source`` read as the bundle's inputs: its kind, and the columns ``_columns`` names."""
+    return Inputs(source, bundle.kind, _columns(bundle))
 
 
 def _columns(bundle: Bundle) -> tuple[str, ...]:

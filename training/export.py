@@ -211,11 +211,8 @@ def check_parity(model: Any, path: Path, inputs: np.ndarray) -> Parity:
             [model(torch.from_numpy(chunk)).numpy() for chunk in _batches(inputs)]
         )
     actual = _score_file(path, inputs)
+    relative = _relative_difference(actual, expected)
     difference = np.abs(actual.astype(np.float64) - expected)
-    scale = np.abs(expected.astype(np.float64))
-    scale = np.maximum(scale, np.quantile(scale, PARITY_SCALE_QUANTILE))
-    relative = np.divide(difference, scale, out=np.zeros_like(difference), where=scale > 0)
-    relative[(scale == 0) & (difference > 0)] = np.inf
     parity = Parity(len(inputs), float(relative.max()), float(difference.max()))
     if parity.max_relative_difference > PARITY_RTOL:
         worst = int(np.argmax(relative))
@@ -514,16 +511,11 @@ def batch_dependence(path: Path, inputs: np.ndarray) -> float:
 def kernel_deviation(path: Path, inputs: np.ndarray) -> float:
     """Max relative difference between ``path``'s scores as served (ONNX Runtime's fused int8
     kernels) and with graph optimisations off (each QDQ pair evaluated in float, alike on every
-    CPU), relative to the score floored at its ``PARITY_SCALE_QUANTILE`` quantile as in
-    ``check_parity``. For a dynamic file both run integer MatMuls, so only the fusion is
-    compared."""
-    served = _run(_session(path), inputs).astype(np.float64)
-    reference = _run(_session(path, optimize=False), inputs).astype(np.float64)
-    scale = np.abs(reference)
-    scale = np.maximum(
-        scale, max(np.quantile(scale, PARITY_SCALE_QUANTILE), np.finfo(np.float32).tiny)
-    )
-    return float(np.max(np.abs(served - reference) / scale))
+    CPU), relative as in ``check_parity``. For a dynamic file both run integer MatMuls, so
+    only the fusion is compared."""
+    served = _run(_session(path), inputs)
+    reference = _run(_session(path, optimize=False), inputs)
+    return float(_relative_difference(served, reference).max())
 
 
 def export_run(
@@ -876,6 +868,18 @@ def _session(path: Path, *, optimize: bool = True) -> Any:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # the quantized graphs' optimiser notes are not errors
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _relative_difference(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Per event |actual - expected| / max(|expected|, its ``PARITY_SCALE_QUANTILE`` quantile)
+    (``check_parity`` says why the floor); infinite where only the floor is 0."""
+    expected = expected.astype(np.float64)
+    difference = np.abs(actual.astype(np.float64) - expected)
+    scale = np.abs(expected)
+    scale = np.maximum(scale, np.quantile(scale, PARITY_SCALE_QUANTILE))
+    relative = np.divide(difference, scale, out=np.zeros_like(difference), where=scale > 0)
+    relative[(scale == 0) & (difference > 0)] = np.inf
+    return relative
 
 
 def _run(session: Any, x: np.ndarray) -> np.ndarray:

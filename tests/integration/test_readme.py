@@ -37,10 +37,14 @@ pytestmark = [
 ]
 
 
+def first_minute() -> str:
+    """The README's first-minute section."""
+    return README.read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
+
+
 def readme_curl_lines() -> list[str]:
     """The curl commands of the README's first-minute bash block, continuation lines joined."""
-    section = README.read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
-    block = section.split("```bash\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    block = first_minute().split("```bash\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
     return [line.strip() for line in block.splitlines() if line.strip().startswith("curl ")]
 
 
@@ -167,19 +171,26 @@ def test_each_curl_line_answers_as_the_readme_says(
     version = default[0]
     thresholds = {wp["name"]: wp["threshold"] for wp in version["working_points"]}
     if "/v2/" in line:
-        assert (answer["model_name"], answer["model_version"]) == (name, str(version["version"]))
-        outputs = {output["name"]: output for output in answer["outputs"]}
-        assert outputs["score"]["datatype"] == "FP32" and outputs["score"]["shape"] == [len(x)]
-        scores = outputs["score"]["data"]
-        triggers = {
-            key.removeprefix("trigger_"): value["data"]
-            for key, value in outputs.items()
-            if key.startswith("trigger_")
-        }
-    else:
-        assert (answer["model"], answer["version"]) == (name, version["version"])
-        scores, triggers = answer["scores"], answer["triggers"]
+        score = next(output for output in answer["outputs"] if output["name"] == "score")
+        assert score["datatype"] == "FP32" and score["shape"] == [len(x)]
+        assert isinstance(answer["model_version"], str)  # the protocol's versions are strings
+    identity, scores, triggers = answer_parts(answer)
+    assert identity == (name, version["version"])
     _check_scores(name, models_dir, x, scores, triggers, thresholds)
+
+
+def answer_parts(answer: dict[str, Any]) -> tuple[tuple[str, int], list[Any], dict[str, list]]:
+    """``((bundle, version), scores, {working point: decisions})`` of a ``/score`` answer or an
+    Open Inference Protocol one (``score`` and ``trigger_<point>`` outputs)."""
+    if "model_name" not in answer:
+        return (answer["model"], answer["version"]), answer["scores"], answer["triggers"]
+    outputs = {output["name"]: output["data"] for output in answer["outputs"]}
+    triggers = {
+        key.removeprefix("trigger_"): value
+        for key, value in outputs.items()
+        if key.startswith("trigger_")
+    }
+    return (answer["model_name"], int(answer["model_version"])), outputs["score"], triggers
 
 
 def _check_scores(
@@ -239,8 +250,7 @@ def test_the_stand_ins_are_exports_of_the_named_recipes(
 
 def printed_answers() -> list[dict[str, Any]]:
     """The answers the first minute prints, one JSON object per line of its json blocks."""
-    section = README.read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
-    blocks = [block.split("```", 1)[0] for block in section.split("```json\n")[1:]]
+    blocks = [block.split("```", 1)[0] for block in first_minute().split("```json\n")[1:]]
     return [json.loads(line) for block in blocks for line in block.splitlines() if line.strip()]
 
 
@@ -267,17 +277,8 @@ def test_the_printed_answers_are_the_shipped_bundles_answers() -> None:
             scores = OnnxModel(bundle, directory).score(
                 np.load(ROOT / "examples" / f"{example_stem(line)}.npy")
             )
-            if key == "model_name":
-                outputs = {output["name"]: output["data"] for output in answer["outputs"]}
-                identity = (answer["model_name"], answer["model_version"])
-                assert identity == (name, str(bundle.version)), line
-                served, triggers = (
-                    outputs.pop("score"),
-                    {point.removeprefix("trigger_"): value for point, value in outputs.items()},
-                )
-            else:
-                assert (answer["model"], answer["version"]) == (name, bundle.version), line
-                served, triggers = answer["scores"], answer["triggers"]
+            identity, served, triggers = answer_parts(answer)
+            assert identity == (name, bundle.version), line
             np.testing.assert_allclose(served, scores, rtol=1e-5, err_msg=line)
             assert triggers == {
                 point.name: (scores > np.float32(point.threshold)).tolist()

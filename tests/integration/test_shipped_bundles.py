@@ -45,7 +45,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.bundle import INT8_FILE, Bundle, load_bundle
 from service.settings import Settings
-from training.bundles import score_bundle, verify_bundle
+from training.bundles import bundle_inputs, score_bundle, verify_bundle
 from training.calibration import check_rate
 from training.data.shards import describe_sample
 from training.errors import BadBundle
@@ -88,17 +88,27 @@ def calibration_origin(bundle: Bundle, root: Path) -> tuple[str, Any, list[int]]
     return "jets", JetSampleConfig.model_validate(sample["sample_config"]), avoid
 
 
+def fresh_background(
+    bundle: Bundle, directory: Path, pythia_sample: Callable[..., Path]
+) -> tuple[Path, str]:
+    """The fresh sample of ``N_FRESH`` events for a bundle (seed 90xx of its calibration
+    process) and that process; its shards are checked to share no seed with the samples the
+    bundle was made from."""
+    verb, config, avoid = calibration_origin(bundle, root=directory.parents[2])
+    seed = FRESH_SEEDS.get(config.process, FRESH_SEED_OTHER)
+    fresh = pythia_sample(verb, config, N_FRESH, seed)
+    overlap = set(describe_sample(fresh)["shard_seeds"]) & set(avoid)
+    assert not overlap, f"seed {seed} repeats shards {overlap} the bundle was made from"
+    return fresh, config.process
+
+
 @pytest.mark.pythia
 @pytest.mark.slow
 def test_a_fresh_background_passes_each_working_point_at_its_calibrated_rate(
     shipped_bundle: Path, pythia_sample: Callable[..., Path]
 ) -> None:
     bundle = verify_bundle(shipped_bundle)
-    verb, config, avoid = calibration_origin(bundle, root=shipped_bundle.parents[2])
-    seed = FRESH_SEEDS.get(config.process, FRESH_SEED_OTHER)
-    fresh = pythia_sample(verb, config, N_FRESH, seed)
-    overlap = set(describe_sample(fresh)["shard_seeds"]) & set(avoid)
-    assert not overlap, f"seed {seed} repeats shards {overlap} the bundle was made from"
+    fresh, process = fresh_background(bundle, shipped_bundle, pythia_sample)
     failures = []
     for model_file in bundle.files:
         summary = score_bundle(shipped_bundle, fresh, model_file=model_file)
@@ -111,7 +121,7 @@ def test_a_fresh_background_passes_each_working_point_at_its_calibrated_rate(
                 calibrated_low, calibrated_high = point.background_efficiency_ci95
                 failures.append(
                     f"{model_file} {point.name}: {passing.n_passing} of {N_FRESH} fresh "
-                    f"{config.process} events pass (CP {check.confidence:.1%} [{low:.3g}, "
+                    f"{process} events pass (CP {check.confidence:.1%} [{low:.3g}, "
                     f"{high:.3g}]), calibrated {point.background_efficiency:.3g} "
                     f"[{calibrated_low:.3g}, {calibrated_high:.3g}] on {point.n_background:,}"
                 )
@@ -123,16 +133,13 @@ def test_a_fresh_background_passes_each_working_point_at_its_calibrated_rate(
 def test_a_shipped_int8_file_scores_alike_on_this_cpu(
     shipped_bundle: Path, pythia_sample: Callable[..., Path]
 ) -> None:
-    from training.bundles import _columns
-    from training.data.inputs import Inputs
     from training.export import MAX_KERNEL_DEVIATION, kernel_deviation
 
     bundle = load_bundle(shipped_bundle)
     if INT8_FILE not in bundle.files:
         pytest.skip(f"{bundle.name} v{bundle.version} ships no int8 file")
-    verb, config, _ = calibration_origin(bundle, root=shipped_bundle.parents[2])
-    fresh = pythia_sample(verb, config, N_FRESH, FRESH_SEEDS.get(config.process, FRESH_SEED_OTHER))
-    x = Inputs(fresh, bundle.kind, _columns(bundle)).head(N_FRESH)
+    fresh, _ = fresh_background(bundle, shipped_bundle, pythia_sample)
+    x = bundle_inputs(bundle, fresh).head(N_FRESH)
     deviation = kernel_deviation(shipped_bundle / INT8_FILE, x)
     assert deviation <= MAX_KERNEL_DEVIATION, f"{bundle.name} v{bundle.version}: {deviation:.3g}"
 
