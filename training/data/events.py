@@ -21,17 +21,21 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import version
 from typing import Protocol
 
 import numpy as np
 from pydantic import BaseModel
 
-from training import __version__
 from training.config import EventSampleConfig
 from training.data.detector import detector_response
 from training.data.particles import Particles, pseudorapidity, wrap_phi
-from training.data.pythia import COMMON_SETTINGS, PythiaRun, event_process_settings, pythia_version
+from training.data.pythia import (
+    COMMON_SETTINGS,
+    PythiaRun,
+    event_process_settings,
+    generator_machine,
+    generator_versions,
+)
 from training.data.shards import Shard
 from training.errors import NaeError, require
 
@@ -162,13 +166,8 @@ def shard_provenance(
         "n_tried": run.n_tried,
         "n_events_generated": n_generated,
         "cross_section_pb": run.cross_section_pb,
-        "versions": json.dumps(
-            {
-                "pythia8mc": pythia_version(),
-                "fastjet": version("fastjet"),
-                "nae-trigger": __version__,
-            }
-        ),
+        "versions": json.dumps(generator_versions()),
+        "machine": generator_machine(),
     }
 
 

@@ -23,7 +23,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from training import __version__
 from training.config import JetSampleConfig
 from training.data.detector import detector_response
 from training.data.images import images_from_constituents
@@ -32,8 +31,9 @@ from training.data.pythia import (
     COMMON_SETTINGS,
     PythiaBatch,
     PythiaRun,
+    generator_machine,
+    generator_versions,
     jet_process_settings,
-    pythia_version,
 )
 from training.data.shards import Shard
 from training.errors import NaeError, require
@@ -449,7 +449,6 @@ def _shard(
     the veto stopped (``n_vetoed``) included, so ``selection_efficiency`` and
     ``cross_section_pb`` (the process before veto and selection) mean the same with the veto
     on or off."""
-    fastjet = require("fastjet", "data")
     constituents = np.concatenate([p.constituents for p in parts])
     features = features_from_constituents(constituents, jet_radius=config.jet_radius)
     arrays = {
@@ -470,12 +469,7 @@ def _shard(
         "n_vetoed": n_vetoed,
         "cross_section_pb": run.cross_section_pb,
         "selection_efficiency": len(constituents) / n_events,
-        "versions": json.dumps(
-            {
-                "pythia8mc": pythia_version(),
-                "fastjet": fastjet.__version__,
-                "nae-trigger": __version__,
-            }
-        ),
+        "versions": json.dumps(generator_versions()),
+        "machine": generator_machine(),
     }
     return Shard(arrays=arrays, attrs=attrs)

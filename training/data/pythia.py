@@ -28,8 +28,9 @@ __all__ = [
     "PythiaRun",
     "event_process_settings",
     "final_particles",
+    "generator_machine",
+    "generator_versions",
     "jet_process_settings",
-    "pythia_version",
     "zgamma_process_settings",
 ]
 
@@ -361,8 +362,38 @@ def final_particles(run: PythiaRun, n_events: int, batch_size: int = 100) -> Par
     return concatenate_particles(parts)
 
 
-def pythia_version() -> str:
-    """The installed pythia8mc version, for provenance attributes."""
+def generator_versions() -> dict[str, str]:
+    """The ``versions`` attribute of every generated shard: the tools whose releases can change
+    the numbers a seed gives (numpy included: its SIMD kernels differ between releases)."""
     from importlib.metadata import version
 
-    return version("pythia8mc")
+    from training import __version__
+
+    return {
+        "pythia8mc": version("pythia8mc"),
+        "fastjet": version("fastjet"),
+        "numpy": np.__version__,
+        "nae-trigger": __version__,
+    }
+
+
+def generator_machine() -> str:
+    """The ``machine`` attribute of every generated shard: architecture, CPU model and vector
+    extensions, because a seed's sample has been seen to differ between machines (Z-gamma,
+    docs/data.md) and the shard is where that can be read back."""
+    import platform
+
+    model, flags = platform.processor() or "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    vector = [f for f in ("avx512f", "avx512_vnni", "avx2", "fma", "neon", "asimd") if f in flags]
+    return f"{platform.machine()}; {model}; {' '.join(vector) or 'no vector flags read'}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from typing import get_args
 
 import numpy as np
@@ -160,7 +161,8 @@ def test_event_shard_follows_contract_1b(z_events):
     assert attrs["filter_efficiency"] == 100 / attrs["n_events_generated"]
     assert attrs["n_tried"] >= attrs["n_events_generated"]
     assert attrs["cross_section_pb"] > 0
-    assert set(json.loads(attrs["versions"])) == {"pythia8mc", "fastjet", "nae-trigger"}
+    assert set(json.loads(attrs["versions"])) == {"pythia8mc", "fastjet", "numpy", "nae-trigger"}
+    assert attrs["machine"].startswith(platform.machine())
 
 
 @pytest.mark.pythia

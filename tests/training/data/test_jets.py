@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import platform
+
 import numpy as np
 import pytest
 
@@ -25,6 +28,7 @@ ATTRS = (
     "cross_section_pb",
     "selection_efficiency",
     "versions",
+    "machine",
 )
 
 
@@ -52,6 +56,9 @@ def test_shard_follows_contract(name, request):
     assert set(ATTRS) <= set(shard.attrs)
     assert shard.attrs["n_events_generated"] >= n
     assert shard.attrs["cross_section_pb"] > 0
+    versions = json.loads(shard.attrs["versions"])
+    assert set(versions) == {"pythia8mc", "fastjet", "numpy", "nae-trigger"}
+    assert shard.attrs["machine"].startswith(platform.machine())
 
 
 @pytest.mark.pythia
